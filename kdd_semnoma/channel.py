@@ -48,7 +48,7 @@ SNR_RANGE_DB = (-30.0, 60.0)   # SNRs outside this range are almost surely a uni
 def check_snr_db(snr_db: Tensor | float, batch: int | None = None, device=None) -> Tensor:  # (B,) SNR in dB
     "Validate SNRs in dB (finite, in SNR_RANGE_DB) and broadcast a scalar to (batch,)."
     s = torch.as_tensor(snr_db, dtype=torch.float32, device=device)
-    if s.ndim == 0 and batch is not None: s = s.expand(batch)
+    if s.ndim == 0: s = s.expand(batch) if batch is not None else s.reshape(1)
     if s.ndim != 1 or (batch is not None and s.shape[0] != batch):
         raise ValueError(f"snr_db must be a scalar or a (B,)={batch} vector; got shape {tuple(s.shape)}.")
     if not torch.isfinite(s).all(): raise ValueError("snr_db contains NaN/Inf.")
