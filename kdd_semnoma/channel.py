@@ -5,7 +5,7 @@
 # %% ../nbs/01_channel.ipynb #aad8317e
 from __future__ import annotations
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 import torch
 from torch import Tensor
 from .core import db2lin, check_finite

@@ -1,0 +1,177 @@
+"""Training and inference speed of the SemNOMA student: images/s, peak memory, FLOP rate (issue 7).
+
+One command prints a table for the presets `paper` and `cpu-small`, K = 2 and 4, on CPU (2 threads by
+default) and on CUDA when present. The implementations of one (device, preset, K) run in one subprocess,
+alternating step by step, and each row reports its best step, so that load from other processes affects them
+alike. Peak memory: on CPU the peak RSS of a fresh process running one step of that row alone; on CUDA
+`max_memory_allocated`.
+
+Workload (the reference's): a batch of 32 groups × K users of random 32×32 images, per-example SNR drawn
+from U[0, 20] dB, AWGN NOMA channel, L1 loss, AdamW (lr 1e-4). "img/s" counts user images (B·K per step).
+
+Implementations:
+  reference  the straightforward formulation of the original code on the same weights: a Python loop over
+             users through the encoder, K decoders in a loop, NCHW tensors, permute–Linear ConvNeXt blocks,
+             foreach AdamW, inference under no_grad;
+  fast       the kit's default: all B·K images through the encoder as one batch, channels-last memory format,
+             1×1-conv ConvNeXt blocks (no permute copies), fused AdamW, inference under inference_mode;
+  +bf16 / +compile   (CUDA) bf16 autocast, torch.compile.
+
+FLOP rates use the FlopCounterMode counts of `deepjscc.flops_per_image` (training ≈ 3× forward) and are
+compared with this machine's measured fp32 matmul throughput at the same thread count.
+
+    python bench/train_speed.py            # full table (a few minutes on 2 CPU cores)
+    python bench/train_speed.py --quick    # 1 warm-up + 2 timed steps per row
+"""
+from __future__ import annotations
+import argparse, json, os, resource, subprocess, sys, time
+
+def _matmul_gflops(device: str, n: int = 2048, reps: int = 10, dtype: str = 'float32') -> float:
+    import torch
+    dt = getattr(torch, dtype)
+    a, b = torch.randn(n, n, device=device, dtype=dt), torch.randn(n, n, device=device, dtype=dt)
+    best = float('inf')
+    for _ in range(reps):
+        if device == 'cuda': torch.cuda.synchronize()
+        t = time.perf_counter(); a @ b
+        if device == 'cuda': torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+def _build(spec: dict, v: dict):
+    "Model, optimiser, forward function and autocast context for one variant (impl, bf16, compile)."
+    import torch
+    from contextlib import nullcontext
+    from kdd_semnoma.deepjscc import get_config
+    from kdd_semnoma.layers import set_impl
+    from kdd_semnoma.semnoma import SemNOMA
+    dev = torch.device(spec['device'])
+    torch.manual_seed(0)
+    model = set_impl(SemNOMA(get_config(spec['preset'], n_users=spec['users'])), v['impl']).to(dev)
+    if v['impl'] == 'fast': model = model.to(memory_format=torch.channels_last)
+    try: opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=v['impl'] == 'fast')
+    except (RuntimeError, TypeError): opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    if v['compile']:                     # compile the real-valued networks; the complex channel stays eager
+        for net in [model.encoder, *model.decoders]: net.compile()
+    fwd = model
+    amp = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if v['bf16'] else nullcontext
+    return model, opt, fwd, amp
+
+def run_one(spec: dict) -> list:
+    "Time all variants of one (device, preset, K) in this process, alternating step by step (fair under load)."
+    import torch
+    if spec['device'] == 'cpu': torch.set_num_threads(spec['threads'])
+    from kdd_semnoma.core import make_generator
+    from kdd_semnoma.channel import sample_snr_db
+    from kdd_semnoma.deepjscc import get_config, flops_per_image
+    dev, K, B = torch.device(spec['device']), spec['users'], spec['batch']
+    cfg = get_config(spec['preset'], n_users=K)
+    g = make_generator(0, dev)
+    x = torch.rand(B, K, 3, cfg.img_size, cfg.img_size, generator=g, device=dev)
+    sync = torch.cuda.synchronize if dev.type == 'cuda' else (lambda: None)
+    built = [_build(spec, v) for v in spec['variants']]
+
+    def train_step(v, b):
+        model, opt, fwd, amp = b
+        snr = sample_snr_db(B, 0., 20., generator=g, device=dev)
+        with amp(): out = fwd(x, snr, generator=g)
+        loss = (out.x_hat.float() - x).abs().mean()
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+
+    def infer_step(v, b):
+        model, opt, fwd, amp = b
+        snr = sample_snr_db(B, 0., 20., generator=g, device=dev)
+        with (torch.inference_mode() if v['impl'] == 'fast' else torch.no_grad()), amp(): fwd(x, snr, generator=g)
+
+    res = [dict(spec, **v, train_s=[], infer_s=[], train_cpu_s=[], infer_cpu_s=[], peak_mem_mb=0.) for v in spec['variants']]
+    for phase, fn, key in (('train', train_step, 'train_s'), ('eval', infer_step, 'infer_s')):
+        for b in built: b[0].train(phase == 'train')
+        for step in range(spec['warmup'] + spec['steps']):
+            for r, v, b in zip(res, spec['variants'], built):      # alternate the variants step by step
+                if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()
+                sync(); t, c = time.perf_counter(), time.process_time(); fn(v, b); sync()
+                if step >= spec['warmup']:
+                    r[key].append(time.perf_counter() - t); r[key.replace('_s', '_cpu_s')].append(time.process_time() - c)
+                if dev.type == 'cuda': r['peak_mem_mb'] = max(r['peak_mem_mb'], torch.cuda.max_memory_allocated() / 2 ** 20)
+    fl = flops_per_image(cfg); f_img = fl['encoder'] + fl['decoder']
+    for r in res:
+        t_tr, t_in = min(r['train_s']), min(r['infer_s'])       # best step: other processes only ever slow a step down
+        r.update(train_img_s=B * K / t_tr, infer_img_s=B * K / t_in, gflop_per_img=f_img / 1e9,
+                 train_img_per_cpu_s=B * K / min(r['train_cpu_s']), infer_img_per_cpu_s=B * K / min(r['infer_cpu_s']),
+                 train_gflop_s=3 * f_img * B * K / t_tr / 1e9, infer_gflop_s=f_img * B * K / t_in / 1e9,
+                 device_name=torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu')
+    return res
+
+def mem_one(spec: dict) -> float:
+    "Peak RSS (MB) of a fresh process doing one training and one inference step of one CPU variant."
+    import torch
+    torch.set_num_threads(spec['threads'])
+    spec = dict(spec, warmup=0, steps=1)
+    run_one(spec)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--quick', action='store_true', help='1 warm-up and 2 timed steps per row')
+    p.add_argument('--presets', default='paper,cpu-small'); p.add_argument('--users', default='2,4')
+    p.add_argument('--devices', default='cpu,cuda', help='cuda rows are skipped when no GPU is present')
+    p.add_argument('--impls', default='reference,fast'); p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--batch', type=int, default=32); p.add_argument('--steps', type=int, default=5)
+    p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--compile', action='store_true', help='also time torch.compile (fast impl; slow to compile)')
+    p.add_argument('--json', default=None, help='also write all rows to this JSON file')
+    p.add_argument('--one', default=None, help=argparse.SUPPRESS)
+    p.add_argument('--mem', default=None, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.one is not None: print('RESULT ' + json.dumps(run_one(json.loads(a.one)))); return
+    if a.mem is not None: print('RESULT ' + json.dumps(mem_one(json.loads(a.mem)))); return
+    if a.quick: a.steps, a.warmup = 2, 1
+    import torch
+    devices = [d for d in a.devices.split(',') if d == 'cpu' or torch.cuda.is_available()]
+    torch.set_num_threads(a.threads)
+    peak = {d: _matmul_gflops(d) for d in devices}
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    def child(flag, spec):
+        r = subprocess.run([sys.executable, __file__, flag, json.dumps(spec)], capture_output=True, text=True, env=env)
+        line = [l for l in r.stdout.splitlines() if l.startswith('RESULT ')]
+        if r.returncode or not line: print(f"failed: {spec}\n{r.stderr[-3000:]}", file=sys.stderr); return None
+        return json.loads(line[0][7:])
+    rows = []
+    print(_header(), flush=True)
+    for d in devices:
+        variants = [dict(impl=i, bf16=False, compile=False) for i in a.impls.split(',')]
+        if d == 'cuda': variants += [dict(impl='fast', bf16=True, compile=False)] + ([dict(impl='fast', bf16=True, compile=True)] if a.compile else [])
+        elif a.compile: variants += [dict(impl='fast', bf16=False, compile=True)]
+        for preset in a.presets.split(','):
+            for k in (int(u) for u in a.users.split(',')):
+                spec = dict(device=d, preset=preset, users=k, batch=a.batch, steps=a.steps, warmup=a.warmup, threads=a.threads,
+                            variants=variants)
+                res = child('--one', spec) or []
+                for r in res:
+                    if d == 'cpu':
+                        r['peak_mem_mb'] = child('--mem', dict(spec, variants=[{kk: r[kk] for kk in ('impl', 'bf16', 'compile')}])) or float('nan')
+                    r['matmul_gflop_s'] = peak[d]; rows.append(r); print(_fmt(r), flush=True)
+    print(f"\nmeasured fp32 matmul throughput (2048x2048, best of 10; {a.threads} threads on CPU): "
+          + ', '.join(f"{d}: {v:.0f} GFLOP/s" for d, v in peak.items()))
+    ref = {(r['device'], r['preset'], r['users']): r for r in rows if r['impl'] == 'reference' and not r['bf16'] and not r['compile']}
+    for r in rows:
+        base = ref.get((r['device'], r['preset'], r['users']))
+        if base and r is not base:
+            print(f"speed-up {_name(r):>20} over reference, {r['device']} {r['preset']:9} K={r['users']}: "
+                  f"train {r['train_img_s'] / base['train_img_s']:.2f}x, infer {r['infer_img_s'] / base['infer_img_s']:.2f}x")
+    print("notes: img/s counts user images (B*K per step); best step of the timed ones, variants alternated step by step;\n"
+          "other processes sharing the CPU still add noise (img/cpu-s: images per second of this process's CPU time,\n"
+          "less sensitive to other load). % matmul = training FLOP rate (3x forward FLOPs) / measured matmul throughput.")
+    if a.json:
+        with open(a.json, 'w') as f: json.dump(rows, f, indent=1)
+
+def _name(r): return r['impl'] + ('+bf16' if r['bf16'] else '') + ('+compile' if r['compile'] else '')
+def _header():
+    return (f"{'device':6} {'preset':9} {'K':>2} {'impl':22} {'train img/s':>11} {'infer img/s':>11} {'peak MB':>8} "
+            f"{'train GFLOP/s':>13} {'% matmul':>8} {'train img/cpu-s':>15} {'infer img/cpu-s':>15}")
+def _fmt(r):
+    pct = 100 * r['train_gflop_s'] / r['matmul_gflop_s']
+    return (f"{r['device']:6} {r['preset']:9} {r['users']:>2} {_name(r):22} {r['train_img_s']:11.1f} {r['infer_img_s']:11.1f} "
+            f"{r['peak_mem_mb']:8.0f} {r['train_gflop_s']:13.1f} {pct:7.1f}% {r['train_img_per_cpu_s']:15.1f} {r['infer_img_per_cpu_s']:15.1f}")
+
+if __name__ == '__main__': main()
