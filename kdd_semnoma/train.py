@@ -86,8 +86,8 @@ class TrainConfig:
 # %% ../nbs/09_train.ipynb #3997e243
 PRESETS = {
     'tiny': TrainConfig(model='tiny', batch_size=4, max_steps=4, lr=1e-3, val_every=2, val_snr_db=(10.,)),
-    'cpu-small': TrainConfig(model='cpu-small', batch_size=32, epochs=100, max_steps=600, val_every=150,   # max_steps binds
-                             val_snr_db=(0., 10., 20.), val_groups=256),
+    'cpu-small': TrainConfig(model='cpu-small', batch_size=32, epochs=100, max_steps=6000, val_every=500,   # max_steps binds
+                             lr=5e-4, val_snr_db=(0., 10., 20.), val_groups=256),
     'paper': TrainConfig(model='paper', batch_size=64, epochs=200, val_every=0, patience=20, num_workers=4),
 }
 
