@@ -20,3 +20,21 @@ def test_train_speed_quick_runs(tmp_path):
 def test_help():
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'train_speed.py'), '--help'], capture_output=True, text=True)
     assert r.returncode == 0 and '--quick' in r.stdout
+
+
+def test_refiners_semnoma_smoke(tmp_path):
+    "bench/refiners_semnoma.py end to end at toy size: a tiny checkpoint on tiles, an untrained prior."
+    import json
+    from kdd_semnoma.diffusion import make_unet, make_scheduler, save_prior, PRIOR_PRESETS
+    from kdd_semnoma.train import train_config, train_stage
+    save_prior(make_unet(PRIOR_PRESETS['tiny'], seed=0), make_scheduler('ddim'), tmp_path / 'prior')
+    train_stage(train_config('teacher', 'tiny', max_steps=1), data='tiles', out_dir=tmp_path / 't', show_progress=False, device='cpu')
+    out = tmp_path / 'ref.json'
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'refiners_semnoma.py'), '--checkpoint', str(tmp_path / 't' / 'best.pt'),
+                        '--prior', str(tmp_path / 'prior'), '--data', 'tiles', '--n_train_groups', '8', '--cgan_steps', '1',
+                        '--n_test_groups', '3', '--t0s', '10', '--steps', '2', '--device', 'cpu', '--out', str(out)],
+                       capture_output=True, text=True, cwd=tmp_path, env={**__import__('os').environ, 'KDD_SEMNOMA_HOME': str(tmp_path / 'home')})
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res['results']['method'] == ['before', 'cgan', 'diffusion t0=10']
+    assert all(v is not None for v in res['results']['psnr']) and res['config']['snr_db'] == 5.0
