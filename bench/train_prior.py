@@ -72,17 +72,16 @@ def sample(unet, sch, n: int, steps: int = 50, bs: int = 256, seed: int = 0) -> 
 
 
 def try_fid(fake: torch.Tensor, real: torch.Tensor) -> dict:
-    "FID via kdd_semnoma.metrics if it provides one and its Inception weights load; else say why not."
+    "FID of samples vs test images with kdd_semnoma.metrics (local Inception weights); if they are absent, say why."
+    from kdd_semnoma import metrics
     try:
-        from kdd_semnoma import metrics
-    except ImportError as e:
-        return {'fid': None, 'fid_note': f'metrics module unavailable: {e}'}
-    fn = getattr(metrics, 'fid', None) or getattr(metrics, 'fid_score', None)
-    if fn is None: return {'fid': None, 'fid_note': 'kdd_semnoma.metrics has no fid()'}
-    try:
-        return {'fid': float(fn(fake, real)), 'fid_note': f'kdd_semnoma.metrics.{fn.__name__}, {len(fake)} samples vs {len(real)} test images'}
-    except Exception as e:  # missing Inception weights, API mismatch: report, do not crash the run
-        return {'fid': None, 'fid_note': f'{type(e).__name__}: {str(e)[:300]}'}
+        ext = metrics.inception_features_model(device=fake.device)
+    except FileNotFoundError as e:       # no Inception weights on this machine: report, do not crash the run
+        return {'fid': None, 'fid_note': f'not computed: {str(e)[:400]}'}
+    f_fake, f_real = metrics.image_features(ext, fake), metrics.image_features(ext, real)
+    return {'fid': metrics.fid_from_feats(f_fake, metrics.feature_stats(f_real)),
+            'fid_note': f'{len(fake)} DDIM samples vs {len(real)} test images',
+            'fid_conventions': metrics.fid_conventions(len(fake), len(real))}
 
 
 def main(argv=None):
