@@ -1,4 +1,4 @@
-"Evaluation contracts: the kdd_eval / kdd_plot / kdd_quickstart commands end to end, seeded sweeps, and bad input."
+"Evaluation contracts: the kdd_eval / kdd_plot (evaluate) and kdd_quickstart (quickstart) commands end to end, seeded sweeps, and bad input."
 import json, os, subprocess, sys
 import pytest
 import torch
@@ -9,10 +9,10 @@ from kdd_semnoma.train import train_config, train_stage
 from kdd_semnoma.metrics import load_results
 
 
-def _cli(fn, args, tmp_path, timeout=600):
+def _cli(fn, args, tmp_path, timeout=600, module="evaluate"):
     "Run a console-script function in a fresh interpreter, exactly as the installed entry point does."
     script = tmp_path / f"{fn}_cli.py"
-    script.write_text(f"import sys; from kdd_semnoma.evaluate import {fn}; sys.exit({fn}())")
+    script.write_text(f"import sys; from kdd_semnoma.{module} import {fn}; sys.exit({fn}())")
     env = dict(os.environ, KDD_SEMNOMA_HOME=str(tmp_path / "home"), MPLBACKEND="Agg")
     return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
 
@@ -57,7 +57,7 @@ def test_kdd_quickstart_cli_smoke(tmp_path):
     out = tmp_path / "qs"
     r = _cli("kdd_quickstart", ["--data", "tiles", "--preset", "tiny", "--teacher_steps", "2", "--student_steps", "1",
                                 "--batch_size", "4", "--out_dir", str(out), "--device", "cpu", "--quiet",
-                                "--separation", "results/none.json"], tmp_path)
+                                "--separation", "results/none.json"], tmp_path, module="quickstart")
     assert r.returncode == 0, r.stderr
     assert "not plotting" in r.stdout and "KD-SemNOMA" in r.stdout
     for k in ("kd", "nokd", "oma", "teacher"):
