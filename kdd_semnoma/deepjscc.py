@@ -133,6 +133,7 @@ def _unit_layer_scale(module: nn.Module) -> nn.Module:
 class DecoderOutput(NamedTuple):
     x_hat: Tensor   # (N, 3, H, W) reconstruction in [0, 1]
     feats: list     # [(N, C_i, h_i, w_i)] decoder-stage outputs (after AF-Module and attention), widest first
+    seq: list       # outputs of every element of the decoder sequence, index j = 0 .. 4·n_stages (see `seq_names`)
 
 class Decoder(nn.Module):
     "DeepJSCC decoder: received latent (N, c, h, w) + side info (N, S) → image (N, 3, H, W) and stage features."
@@ -150,21 +151,26 @@ class Decoder(nn.Module):
 
     @property
     def n_stages(self) -> int: return len(self.stages)
+    @property
+    def seq_names(self) -> list: return ['input'] + [f'{p}{i}' for i in range(self.n_stages) for p in ('stage', 'af', 'attn', 'up')]
 
-    def _stage(self, i: int, f: Tensor, side: Tensor) -> Tensor:
-        return self.attns[i](self.afs[i](self.stages[i](f), side))
+    def _element(self, j: int, f: Tensor, side: Tensor) -> Tensor:
+        "Apply element j >= 1 of the sequence input, (stage_i, af_i, attn_i, up_i) for i = 0 .. n_stages-1."
+        i, part = divmod(j - 1, 4)
+        if part == 1: return self.afs[i](f, side)
+        return (self.stages, None, self.attns, self.ups)[part][i](f)
 
     def forward(self, y: Tensor, side: Tensor) -> DecoderOutput:  # y (N, c, h, w) received latent, side (N, S)
-        f, feats = self.head(_to_impl_format(y, self.impl)), []
-        for i in range(self.n_stages):
-            f = self._stage(i, f, side); feats.append(f); f = self.ups[i](f)
-        return DecoderOutput(torch.sigmoid(self.out(f)), feats)
+        f = self.head(_to_impl_format(y, self.impl)); seq = [f]
+        for j in range(1, len(self.seq_names)): f = self._element(j, f, side); seq.append(f)
+        return DecoderOutput(torch.sigmoid(self.out(f)), [seq[4 * i + 3] for i in range(self.n_stages)], seq)
 
-    def forward_from(self, f: Tensor, side: Tensor, stage: int) -> Tensor:  # (N, 3, H, W) in [0, 1]
-        "Run the decoder from the output `f` of stage `stage` (as in `feats[stage]`) to the image."
-        if not 0 <= stage < self.n_stages: raise ValueError(f"stage must be in [0, {self.n_stages - 1}], got {stage}.")
-        f = self.ups[stage](_to_impl_format(f, self.impl))
-        for i in range(stage + 1, self.n_stages): f = self.ups[i](self._stage(i, f, side))
+    def forward_from(self, f: Tensor, side: Tensor, index: int) -> Tensor:  # (N, 3, H, W) in [0, 1]
+        "Run the decoder from the output `f` of sequence element `index` (as in `seq[index]`) to the image."
+        n = len(self.seq_names)
+        if not 0 <= index < n: raise ValueError(f"index must be in [0, {n - 1}] (decoder sequence {self.seq_names}), got {index}.")
+        f = _to_impl_format(f, self.impl)
+        for j in range(index + 1, n): f = self._element(j, f, side)
         return torch.sigmoid(self.out(f))
 
 # %% ../nbs/05_deepjscc.ipynb #58aea198

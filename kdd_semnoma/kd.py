@@ -12,8 +12,9 @@ from torch import Tensor
 from .core import check_finite
 
 # %% auto #0
-__all__ = ['KD_LOSSES', 'flatten_users', 'check_pair', 'pixel_l1', 'pixel_mse', 'affinity', 'fa_loss', 'crosskd_loss', 'at_loss',
-           'fsp_loss', 'pkt_loss', 'stagewise', 'get_kd_loss', 'KDWeights', 'KDTerms', 'KDLoss']
+__all__ = ['CROSSKD_REFERENCE', 'KD_LOSSES', 'flatten_users', 'check_pair', 'pixel_l1', 'pixel_mse', 'affinity', 'fa_loss',
+           'crosskd_loss', 'reference_crosskd_index', 'at_loss', 'fsp_loss', 'pkt_loss', 'stagewise', 'get_kd_loss',
+           'reference_fa_weight', 'KDWeights', 'KDTerms', 'KDLoss']
 
 # %% ../nbs/07_kd.ipynb #09ef5c00
 def flatten_users(f: Tensor,    # (B, K, C, h, w) or (N, C, h, w) feature map
@@ -73,9 +74,9 @@ def fa_loss(f_s: Tensor,         # (B, K, C_s, h, w) or (N, C_s, h, w) student f
     return (affinity(s) - affinity(t)).abs().mean()
 
 # %% ../nbs/07_kd.ipynb #31f3abb3
-def crosskd_loss(f_s: Tensor,        # (B, K, C_i, h_i, w_i) student decoder features at stage i
+def crosskd_loss(f_s: Tensor,        # (B, K, C_j, h_j, w_j) student decoder features at sequence element j
                  x_hat_t: Tensor,    # (B, K, 3, H, W) the teacher's own reconstruction (detached)
-                 *, tail: Callable,  # frozen teacher decoder from stage i: (B, K, C_i, h_i, w_i) -> (B, K, 3, H, W)
+                 *, tail: Callable,  # frozen teacher decoder after element j: (B, K, C_j, h_j, w_j) -> (B, K, 3, H, W)
                  users: str = 'sum',
                 ) -> Tensor:         # scalar
     "CrossKD: L1 between the teacher tail applied to student features and the teacher output (CrossKD eq. 3)."
@@ -86,6 +87,16 @@ def crosskd_loss(f_s: Tensor,        # (B, K, C_i, h_i, w_i) student decoder fea
         raise ValueError(f"tail(f_s) returned {got} but the teacher output is {tuple(x_hat_t.shape)}: "
                          "the tail must run the teacher decoder from the same stage the features come from.")
     return pixel_l1(x_cross, x_hat_t.detach(), users=users)
+
+# %% ../nbs/07_kd.ipynb #6f85a2ef
+CROSSKD_REFERENCE = {'none': 6, 'rayleigh': 1}   # reference cut points: AWGN script j = 6, Rayleigh script j = 1
+
+def reference_crosskd_index(fading: str = 'none',   # channel fading: 'none' (AWGN) | 'rayleigh' | 'rician' | 'fast'
+                            n_stages: int = 2,      # decoder stages; the index is clipped to the last element 4·n_stages
+                           ) -> int:                # decoder-sequence index j
+    "The reference's CrossKD cut point for a channel: j = 6 on AWGN, j = 1 under fading."
+    if n_stages < 1: raise ValueError(f"n_stages must be >= 1, got {n_stages}.")
+    return min(CROSSKD_REFERENCE['none' if fading == 'none' else 'rayleigh'], 4 * n_stages)
 
 # %% ../nbs/07_kd.ipynb #e1795308
 def at_loss(f_s: Tensor, f_t: Tensor) -> Tensor:  # scalar; (B, K, C, h, w) or (N, C, h, w) maps, C may differ
@@ -143,26 +154,46 @@ def get_kd_loss(name: str) -> Callable:
     return KD_LOSSES[name]
 
 # %% ../nbs/07_kd.ipynb #cd3d5211
+def reference_fa_weight(latent_hw,                 # (h, w) of the latent, or an int for a square one
+                        n_users: int,              # K
+                        *, divisor: float | None = None,  # the reference's D; None: (h·w)² as in its CIFAR-era code
+                       ) -> float:                 # the weight of the kit's fa_loss that equals the reference's FA term
+    "The reference's effective FA weight in the kit's units: 100·K / D with D = (h·w)²."
+    h, w = (latent_hw, latent_hw) if isinstance(latent_hw, int) else tuple(latent_hw)[-2:]
+    if h < 1 or w < 1 or n_users < 1: raise ValueError(f"latent_hw {latent_hw} and n_users {n_users} must be positive.")
+    return 100. * n_users / (divisor if divisor is not None else float(h * w) ** 2)
+
 @dataclass(frozen=True)
 class KDWeights:
-    "Loss weights of the distillation objective (reference: 10·L1 + 100·FA + 1·CrossKD)."
-    l1: float = 10.          # pixel L1 against the ground truth, summed over users
-    fa: float = 100.         # feature affinity on the received latents feats.rx
-    crosskd: float = 1.      # CrossKD through the frozen teacher decoder
-    mse: float = 0.          # pixel MSE against the ground truth
-    fa_dec: float = 0.       # feature affinity averaged over the decoder stages feats.dec
-    extra: tuple = ()        # ((registry name, weight), ...) applied to the decoder stages
+    "Loss weights of the distillation objective (reference: 10·L1 + its effective FA weight + 1·CrossKD)."
+    l1: float = 10.           # pixel L1 against the ground truth, summed over users
+    fa: float | None = None   # feature affinity on the received latents feats.rx; None: 100·K/(h·w)² (reference)
+    crosskd: float = 1.       # CrossKD through the frozen teacher decoder
+    mse: float = 0.           # pixel MSE against the ground truth
+    fa_dec: float = 0.        # feature affinity averaged over the decoder stages feats.dec
+    extra: tuple = ()         # ((registry name, weight), ...) applied to the decoder stages
 
     def __post_init__(self):
         for k in ('l1', 'fa', 'crosskd', 'mse', 'fa_dec'):
-            if getattr(self, k) < 0: raise ValueError(f"KD weight {k} must be >= 0, got {getattr(self, k)}.")
+            v = getattr(self, k)
+            if v is not None and v < 0: raise ValueError(f"KD weight {k} must be >= 0, got {v}.")
         object.__setattr__(self, 'extra', tuple(tuple(e) for e in self.extra))
         for name, w in self.extra:
             get_kd_loss(name)
             if w < 0: raise ValueError(f"KD weight for {name!r} must be >= 0, got {w}.")
 
+    @classmethod
+    def reference(cls, latent_hw, n_users: int, **kw) -> KDWeights:
+        "The reference objective with its effective FA weight spelled out: 10·L1 + 100·K/(h·w)²·FA + 1·CrossKD."
+        return cls(l1=10., fa=reference_fa_weight(latent_hw, n_users), crosskd=1., **kw)
+
+    def fa_weight(self, rx_shape) -> float:  # the FA weight for received latents of shape (B, K, c, h, w)
+        "The FA weight in use: `fa`, or the reference's effective weight for this latent when `fa` is None."
+        return self.fa if self.fa is not None else reference_fa_weight(tuple(rx_shape[-2:]), rx_shape[1])
+
     @property
-    def needs_teacher(self) -> bool: return any([self.fa, self.crosskd, self.fa_dec, *[w for _, w in self.extra]])
+    def needs_teacher(self) -> bool:
+        return any([self.fa is None or self.fa, self.crosskd, self.fa_dec, *[w for _, w in self.extra]])
 
 class KDTerms(NamedTuple):
     "The weighted total and each unweighted term (detached) of the objective."
@@ -173,26 +204,34 @@ class KDTerms(NamedTuple):
 class KDLoss(torch.nn.Module):
     "The distillation objective over student/teacher model outputs."
     def __init__(self, weights: KDWeights = KDWeights(),
-                 crosskd_stage: int = 0):        # which feats.dec entry CrossKD starts from
+                 crosskd_index: int = 6):        # decoder-sequence element (feats.seq) CrossKD starts from
         super().__init__()
-        self.weights, self.crosskd_stage = weights, crosskd_stage
+        self.weights, self.crosskd_index = weights, crosskd_index
 
-    def forward(self, out_s,                     # student JSCCOutput: x_hat, feats.rx, feats.dec
+    def _crosskd_feature(self, out_s) -> Tensor:  # (B, K, C_j, h_j, w_j)
+        seq = getattr(out_s.feats, 'seq', ())
+        if not 0 <= self.crosskd_index < len(seq):
+            raise ValueError(f"crosskd_index {self.crosskd_index} is outside the student's decoder sequence (feats.seq has "
+                             f"{len(seq)} entries): use a SemNOMA-family model and an index in [0, {max(len(seq) - 1, 0)}].")
+        return seq[self.crosskd_index]
+
+    def forward(self, out_s,                     # student JSCCOutput: x_hat, feats.rx, feats.dec, feats.seq
                 x: Tensor,                       # (B, K, 3, H, W) ground truth
                 out_t=None,                      # teacher JSCCOutput on the same x and SNR (None: no KD terms)
-                *, tail: Callable | None = None, # teacher decoder from `crosskd_stage`, (B,K,C,h,w) -> (B,K,3,H,W)
+                *, tail: Callable | None = None, # teacher decoder after `crosskd_index`, (B,K,C,h,w) -> (B,K,3,H,W)
                ) -> KDTerms:
         "Weighted sum of the active terms."
         w, parts = self.weights, {}
         if w.l1: parts['l1'] = (w.l1, pixel_l1(out_s.x_hat, x))
         if w.mse: parts['mse'] = (w.mse, pixel_mse(out_s.x_hat, x))
         if w.needs_teacher and out_t is None: raise ValueError("these KD weights need the teacher output out_t (or set fa, crosskd, fa_dec, extra to 0).")
-        if w.fa: parts['fa'] = (w.fa, fa_loss(out_s.feats.rx, out_t.feats.rx))
+        fa = w.fa_weight(out_s.feats.rx.shape) if w.needs_teacher else 0.
+        if fa: parts['fa'] = (fa, fa_loss(out_s.feats.rx, out_t.feats.rx))
         if w.fa_dec: parts['fa_dec'] = (w.fa_dec, KD_LOSSES['fa'](list(out_s.feats.dec), list(out_t.feats.dec)))
         for name, wt in w.extra: parts[name] = (wt, get_kd_loss(name)(list(out_s.feats.dec), list(out_t.feats.dec)))
         if w.crosskd:
-            if tail is None: raise ValueError("crosskd > 0 needs tail=, the frozen teacher decoder from crosskd_stage (see train.teacher_tail).")
-            parts['crosskd'] = (w.crosskd, crosskd_loss(out_s.feats.dec[self.crosskd_stage], out_t.x_hat, tail=tail))
+            if tail is None: raise ValueError("crosskd > 0 needs tail=, the frozen teacher decoder after crosskd_index (see train.teacher_tail).")
+            parts['crosskd'] = (w.crosskd, crosskd_loss(self._crosskd_feature(out_s), out_t.x_hat, tail=tail))
         if not parts: raise ValueError("all KD weights are zero: nothing to optimise.")
         loss = sum(wt * v for wt, v in parts.values())
         return KDTerms(check_finite(loss, 'KD loss'), {k: v.detach() for k, (_, v) in parts.items()})

@@ -53,6 +53,7 @@ class JSCCFeats(NamedTuple):
     rx: Tensor     # (B, K, c, h, w) what each user's decoder receives (real)
     dec: list      # [(B, K, C_i, h_i, w_i)] decoder-stage outputs, widest first
     side: Tensor   # (B, K, S) decoder side information
+    seq: list = () # [(B, K, C_j, h_j, w_j)] every decoder-sequence output, j = 0 .. 4·n_stages (SemNOMA family only)
 
 class JSCCOutput(NamedTuple):
     x_hat: Tensor      # (B, K, 3, H, W) reconstructions in [0, 1]
@@ -161,21 +162,22 @@ class SemNOMA(MultiUserJSCC):
         rx = to_real(y, self.net_cfg.latent_shape)                                 # (B, c, h, w) or (B, K, c, h, w)
         return rx.unsqueeze(1).expand(-1, self.net_cfg.n_users, -1, -1, -1) if y.ndim == 2 else rx
 
-    def decode(self, rx: Tensor, side: Tensor) -> tuple:  # (x_hat (B, K, 3, H, W), [(B, K, C_i, h_i, w_i)])
+    def decode(self, rx: Tensor, side: Tensor) -> tuple:  # (x_hat (B, K, 3, H, W), dec [(B, K, C_i, h_i, w_i)], seq [...])
         "Run every user's decoder on its received latent `rx` (B, K, c, h, w) with side info (B, K, S)."
         if self.shared_decoder and self.impl == 'fast':
             out = self.decoders[0](rx.flatten(0, 1), side.flatten(0, 1))        # one batch of B*K
-            B = rx.shape[0]
-            return out.x_hat.unflatten(0, (B, -1)), [f.unflatten(0, (B, -1)) for f in out.feats]
+            un = lambda t: t.unflatten(0, (rx.shape[0], -1))                      # (B*K, ...) -> (B, K, ...)
+            return un(out.x_hat), [un(f) for f in out.feats], [un(f) for f in out.seq]
         outs = [self.decoders[0 if self.shared_decoder else k](rx[:, k], side[:, k]) for k in range(rx.shape[1])]
-        return torch.stack([o.x_hat for o in outs], 1), [torch.stack(f, 1) for f in zip(*[o.feats for o in outs])]
+        stack = lambda fs: [torch.stack(f, 1) for f in zip(*fs)]
+        return torch.stack([o.x_hat for o in outs], 1), stack([o.feats for o in outs]), stack([o.seq for o in outs])
 
-    def decode_from(self, f: Tensor, side, stage: int) -> Tensor:  # (B, K, 3, H, W)
-        "Run the decoders from stage `stage` on features `f` (B, K, C, h, w); `side` is (B, K, S) or a JSCCOutput."
+    def decode_from(self, f: Tensor, side, index: int) -> Tensor:  # (B, K, 3, H, W)
+        "Run the decoders from decoder-sequence element `index` on its output `f` (B, K, C, h, w); `side` is (B, K, S) or a JSCCOutput."
         side = side.feats.side if isinstance(side, JSCCOutput) else side
         if self.shared_decoder and self.impl == 'fast':
-            return self.decoders[0].forward_from(f.flatten(0, 1), side.flatten(0, 1), stage).unflatten(0, f.shape[:2])
-        return torch.stack([self.decoders[0 if self.shared_decoder else k].forward_from(f[:, k], side[:, k], stage)
+            return self.decoders[0].forward_from(f.flatten(0, 1), side.flatten(0, 1), index).unflatten(0, f.shape[:2])
+        return torch.stack([self.decoders[0 if self.shared_decoder else k].forward_from(f[:, k], side[:, k], index)
                             for k in range(f.shape[1])], 1)
 
     def forward(self, x: Tensor, snr_db: Tensor | float, *, generator: torch.Generator | None = None) -> JSCCOutput:
@@ -185,8 +187,8 @@ class SemNOMA(MultiUserJSCC):
         z = self.encode(x, st.side_tx)                                               # (B, K, L)
         y = transmit(self.channel, z, st, generator=generator)                      # (B, L) or (B, K, L)
         rx, side = self.receive(y), decoder_side(st.side_rx, self.net_cfg.side)
-        x_hat, dec = self.decode(rx, side)
-        return JSCCOutput(x_hat, z, y, JSCCFeats(rx, dec, side))
+        x_hat, dec, seq = self.decode(rx, side)
+        return JSCCOutput(x_hat, z, y, JSCCFeats(rx, dec, side, seq))
 
 class OrthogonalTeacher(SemNOMA):
     "Teacher: the same encoder and one shared decoder; every user over its own interference-free channel."
@@ -305,11 +307,12 @@ class SingleUserJSCC(OrthogonalTeacher):
         snr = check_snr_db(snr_db, B, device=x.device).repeat_interleave(K)       # (B*K,)
         o = super().forward(x.flatten(0, 1).unsqueeze(1), snr, generator=generator)  # B*K single-user groups
         un = lambda t: t.squeeze(1).unflatten(0, (B, K))                              # (B*K, 1, ...) -> (B, K, ...)
-        return JSCCOutput(un(o.x_hat), un(o.z), un(o.y), JSCCFeats(un(o.feats.rx), [un(f) for f in o.feats.dec], un(o.feats.side)))
+        return JSCCOutput(un(o.x_hat), un(o.z), un(o.y), JSCCFeats(un(o.feats.rx), [un(f) for f in o.feats.dec], un(o.feats.side),
+                                                                 [un(f) for f in o.feats.seq]))
 
-    def decode_from(self, f: Tensor, side, stage: int) -> Tensor:  # (B, K, 3, H, W)
+    def decode_from(self, f: Tensor, side, index: int) -> Tensor:  # (B, K, 3, H, W)
         side = side.feats.side if isinstance(side, JSCCOutput) else side
-        return super().decode_from(f.flatten(0, 1).unsqueeze(1), side.flatten(0, 1).unsqueeze(1), stage).squeeze(1).unflatten(0, f.shape[:2])
+        return super().decode_from(f.flatten(0, 1).unsqueeze(1), side.flatten(0, 1).unsqueeze(1), index).squeeze(1).unflatten(0, f.shape[:2])
 
 # %% ../nbs/06_semnoma.ipynb #d57c0620
 class SICJSCC(SemNOMA):

@@ -22,15 +22,15 @@ from .channel import ChannelConfig, sample_snr_db
 from .data import get_dls, DATASETS
 from .deepjscc import get_config
 from .semnoma import make_model, init_student_from_teacher, build_from_checkpoint
-from .kd import KDLoss, KDWeights
+from .kd import KDLoss, KDWeights, reference_crosskd_index
 from .viz import plot_curves
 from .metrics import psnr, make_results, save_results
 
 # %% auto #0
-__all__ = ['STAGES', 'STAGE_KIND', 'BUDGET_FIELDS', 'PRESETS', 'KD_GAIN_CONVENTIONS', 'KD_GAIN_METHODS', 'TrainConfig',
-           'train_config', 'build_model', 'autocast_ctx', 'step_generator', 'rng_state', 'set_rng_state',
-           'teacher_tail', 'freeze', 'train_step', 'eval_batches', 'psnr_table', 'validate', 'TrainState',
-           'update_early_stopping', 'save_checkpoint', 'load_checkpoint', 'load_model', 'check_resumable',
+__all__ = ['STAGES', 'STAGE_KIND', 'BUDGET_FIELDS', 'INITS', 'LR_SCHEDULES', 'PRESETS', 'KD_GAIN_CONVENTIONS', 'KD_GAIN_METHODS',
+           'TrainConfig', 'train_config', 'lr_at', 'build_model', 'autocast_ctx', 'step_generator', 'rng_state',
+           'set_rng_state', 'teacher_tail', 'freeze', 'train_step', 'eval_batches', 'psnr_table', 'validate',
+           'TrainState', 'update_early_stopping', 'save_checkpoint', 'load_checkpoint', 'load_model', 'check_resumable',
            'epoch_loader', 'train_one_epoch', 'fit', 'StageResult', 'load_teacher', 'train_stage', 'kdd_train',
            'plot_kd_gain', 'run_kd_gain']
 
@@ -38,6 +38,8 @@ __all__ = ['STAGES', 'STAGE_KIND', 'BUDGET_FIELDS', 'PRESETS', 'KD_GAIN_CONVENTI
 STAGES = ('teacher', 'student', 'semnoma', 'baseline')
 STAGE_KIND = {'teacher': 'teacher', 'student': 'semnoma', 'semnoma': 'semnoma'}   # baseline: TrainConfig.baseline
 BUDGET_FIELDS = ('epochs', 'max_steps', 'patience', 'val_every', 'ckpt_every', 'num_workers', 'amp')
+INITS = ('teacher', 'scratch')
+LR_SCHEDULES = ('constant', 'cosine')
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -50,13 +52,16 @@ class TrainConfig:
     epochs: int = 1                  # passes over the training groups
     max_steps: int | None = None     # stop after this many optimiser steps (whichever limit comes first)
     batch_size: int = 4              # B, groups of K images per step
-    lr: float = 1e-4                 # AdamW learning rate (reference: 1e-4)
-    weight_decay: float = 1e-2       # AdamW weight decay
-    grad_clip: float = 1.0           # max gradient norm; 0 disables clipping
+    lr: float = 1e-4                 # AdamW peak learning rate (reference: 1e-4)
+    weight_decay: float = 1e-4       # AdamW weight decay (reference: 1e-4)
+    grad_clip: float = 0.            # max gradient norm; 0 disables clipping (reference: none)
+    lr_schedule: str = 'constant'    # 'constant' | 'cosine' (decay to 0 at the run's last step)
+    warmup_steps: int = 0            # linear warm-up from 0 to lr over the first steps
+    init: str | None = None          # 'teacher' | 'scratch'; None: 'teacher' for student, 'scratch' otherwise (reference)
     snr_low: float = 0.              # training SNR range in dB, sampled per example
     snr_high: float = 20.
-    kd: KDWeights = KDWeights()      # loss weights (stage 'student'; other stages use only l1/mse)
-    crosskd_stage: int = 0           # decoder stage whose features CrossKD sends through the teacher
+    kd: KDWeights = KDWeights()      # loss weights (stage 'student'; other stages use only l1/mse); fa None = reference
+    crosskd_index: int | None = None # decoder-sequence element CrossKD cuts at; None: the reference's (6 AWGN, 1 fading)
     val_every: int = 0               # steps between validations; 0 = once per epoch
     val_snr_db: tuple = (0., 10., 20.)  # validation SNRs; the score is the mean PSNR over SNRs and users
     val_groups: int | None = None    # validate on the first N groups of the fixed validation grouping; None = all
@@ -75,9 +80,29 @@ class TrainConfig:
         if self.batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
         if not self.snr_low <= self.snr_high: raise ValueError(f"snr_low {self.snr_low} must be <= snr_high {self.snr_high}.")
         if self.lr <= 0: raise ValueError(f"lr must be positive, got {self.lr}.")
+        if self.lr_schedule not in LR_SCHEDULES: raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
+        if self.init is not None and self.init not in INITS: raise ValueError(f"init must be one of {INITS}, got {self.init!r}.")
+        if self.stage == 'student' and self.init_from != 'teacher':
+            raise ValueError("stage 'student' (KD) starts from the teacher: use init='teacher' (--init teacher) or stage 'semnoma'.")
+        if self.stage in ('teacher', 'baseline') and self.init_from != 'scratch':
+            raise ValueError(f"stage {self.stage!r} has no teacher to start from: use init='scratch' (the default).")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        "Rebuild from a checkpoint's dict, mapping the fields of older kit versions (crosskd_stage i -> index 4i+3)."
+        d = dict(d)
+        if 'crosskd_stage' in d: d['crosskd_index'] = 4 * int(d.pop('crosskd_stage')) + 3
+        return cls(**d)
 
     @property
     def kind(self) -> str: return self.baseline if self.stage == 'baseline' else STAGE_KIND[self.stage]   # make_model kind
+    @property
+    def init_from(self) -> str: return self.init or ('teacher' if self.stage == 'student' else 'scratch')
+    @property
+    def crosskd_at(self) -> int:
+        "The CrossKD cut point in use: `crosskd_index`, or the reference's for this fading and preset."
+        if self.crosskd_index is not None: return self.crosskd_index
+        return reference_crosskd_index(self.fading, len(get_config(self.model).dims))
 
     @property
     def loss_weights(self) -> KDWeights:
@@ -87,8 +112,8 @@ class TrainConfig:
 # %% ../nbs/09_train.ipynb #4353c177
 PRESETS = {
     'tiny': TrainConfig(model='tiny', batch_size=4, max_steps=4, lr=1e-3, val_every=2, val_snr_db=(10.,)),
-    'cpu-small': TrainConfig(model='cpu-small', batch_size=32, epochs=100, max_steps=6000, val_every=500,   # max_steps binds
-                             lr=5e-4, val_snr_db=(0., 10., 20.), val_groups=256),
+    'cpu-small': TrainConfig(model='cpu-small', batch_size=32, epochs=100, max_steps=3000, val_every=500,   # max_steps binds
+                             lr=5e-4, lr_schedule='cosine', warmup_steps=100, val_snr_db=(0., 10., 20.), val_groups=256),
     'paper': TrainConfig(model='paper', batch_size=64, epochs=200, val_every=0, patience=20, num_workers=4),
 }
 
@@ -98,6 +123,13 @@ def train_config(stage: str, preset: str = 'tiny', **overrides) -> TrainConfig:
     bad = set(overrides) - {f.name for f in fields(TrainConfig)}
     if bad: raise ValueError(f"unknown TrainConfig fields {sorted(bad)}; valid: {[f.name for f in fields(TrainConfig)]}.")
     return replace(PRESETS[preset], stage=stage, **overrides)
+
+def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    "The learning rate of optimiser step `step` (0-based) of a `total`-step run: linear warm-up, then constant or cosine."
+    if step < cfg.warmup_steps: return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == 'constant': return cfg.lr
+    t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(t, 1.)))
 
 # %% ../nbs/09_train.ipynb #298e45ae
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
@@ -131,9 +163,9 @@ def set_rng_state(s: dict) -> None:
     if 'accel' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['accel'])
 
 # %% ../nbs/09_train.ipynb #192d2e4a
-def teacher_tail(teacher: torch.nn.Module, out, stage: int) -> Callable:
-    "The frozen teacher decoder from `stage` on, driven by the side information of `out`: (B, K, C, h, w) -> (B, K, 3, H, W)."
-    return lambda f: teacher.decode_from(f, out, stage)
+def teacher_tail(teacher: torch.nn.Module, out, index: int) -> Callable:
+    "The frozen teacher decoder after sequence element `index`, driven by the side information of `out`: (B, K, C, h, w) -> (B, K, 3, H, W)."
+    return lambda f: teacher.decode_from(f, out, index)
 
 def freeze(model: torch.nn.Module) -> torch.nn.Module:
     "Eval mode and no gradients: the teacher during distillation."
@@ -152,7 +184,7 @@ def train_step(model: torch.nn.Module, x: Tensor, opt: torch.optim.Optimizer, lo
         out_t, tail = None, None
         if loss_fn.weights.needs_teacher:
             with torch.no_grad(): out_t = teacher(x, snr_db, generator=g_t)
-            tail = teacher_tail(teacher, out, loss_fn.crosskd_stage)
+            tail = teacher_tail(teacher, out, loss_fn.crosskd_index)
         res = loss_fn(out, x, out_t, tail=tail)
     opt.zero_grad(set_to_none=True)
     res.loss.backward()
@@ -250,7 +282,7 @@ def load_model(path: str | Path, *, device=None) -> torch.nn.Module:
 # %% ../nbs/09_train.ipynb #96cd9519
 def check_resumable(ck: dict, cfg: TrainConfig, path: str | Path = 'checkpoint') -> None:
     "Raise a ValueError naming every non-budget field on which checkpoint and config differ."
-    old = TrainConfig(**ck['train_config'])
+    old = TrainConfig.from_dict(ck['train_config'])
     diff = [f.name for f in fields(TrainConfig) if f.name not in BUDGET_FIELDS and getattr(old, f.name) != getattr(cfg, f.name)]
     if diff:
         what = ', '.join(f"{k}: checkpoint {getattr(old, k)!r} vs now {getattr(cfg, k)!r}" for k in diff)
@@ -274,6 +306,7 @@ def train_one_epoch(model: torch.nn.Module, loader, opt: torch.optim.Optimizer, 
     device = model_device(model)
     for batch in loader:
         x = check_images(_images(batch).to(device, non_blocking=True).float(), cfg.n_users)
+        for group in opt.param_groups: group['lr'] = lr_at(cfg, state.step, total)
         terms = train_step(model, x, opt, loss_fn, cfg, step=state.step, teacher=teacher)
         state.step += 1
         for k, v in terms.items(): state.acc[k] = state.acc.get(k, 0.) + v
@@ -291,7 +324,7 @@ def fit(model: torch.nn.Module, dls, cfg: TrainConfig,   # dls: data.DataLoaders
         show_progress: bool = True) -> list:             # history: one dict per validation
     "Train `model` on `dls.train` with validation on `dls.valid`, checkpointing to `out_dir`."
     out_dir = Path(out_dir); last = out_dir / 'last.pt'
-    loss_fn = KDLoss(cfg.loss_weights, crosskd_stage=cfg.crosskd_stage)
+    loss_fn = KDLoss(cfg.loss_weights, crosskd_index=cfg.crosskd_at)
     if loss_fn.weights.needs_teacher:
         if teacher is None: raise ValueError("stage 'student' distils from a teacher: pass teacher= (a trained teacher model, e.g. train.load_model(path)).")
         freeze(teacher)
@@ -338,7 +371,7 @@ class StageResult(NamedTuple):
 def load_teacher(path: str | Path, cfg: TrainConfig, *, device=None) -> torch.nn.Module:
     "Load a teacher checkpoint for `cfg`, checking that its preset and K match."
     ck = load_checkpoint(path)
-    tc = TrainConfig(**ck['train_config'])
+    tc = TrainConfig.from_dict(ck['train_config'])
     if tc.stage != 'teacher': raise ValueError(f"{path} holds a {tc.stage!r} run, not a teacher: pass the teacher's best.pt.")
     for k in ('model', 'n_users'):
         if getattr(tc, k) != getattr(cfg, k):
@@ -361,10 +394,12 @@ def train_stage(cfg: TrainConfig, *, data: str = 'tiles', data_path: str | Path 
     dls = get_dls(data, cfg.n_users, cfg.batch_size, root=data_path, seed=cfg.seed, num_workers=cfg.num_workers, download=download)
     model = build_model(cfg).to(device)
     t_model = None
-    if cfg.stage in ('student', 'semnoma'):
-        if teacher is None: raise ValueError(f"stage {cfg.stage!r} starts from a trained teacher: pass teacher= the teacher's best.pt (--teacher).")
+    if cfg.init_from == 'teacher':
+        if teacher is None: raise ValueError(f"stage {cfg.stage!r} with init 'teacher' starts from a trained teacher: pass teacher= the teacher's best.pt (--teacher).")
         t_model = load_teacher(teacher, cfg, device=device)
-        init_student_from_teacher(model, t_model)
+        if not resume: init_student_from_teacher(model, t_model)
+    elif teacher is not None and cfg.stage != 'teacher':
+        raise ValueError(f"stage {cfg.stage!r} with init 'scratch' uses no teacher: drop teacher= (--teacher) or set init='teacher' (--init teacher).")
     hist = fit(model, dls, cfg, out_dir=out_dir, teacher=t_model if cfg.stage == 'student' else None,
                teacher_path=str(teacher) if teacher else None, resume=resume, show_progress=show_progress)
     return StageResult(model, hist, out_dir)
@@ -384,14 +419,16 @@ def kdd_train(stage: str,                  # teacher | student (KD) | semnoma (n
               fading: str = None,          # none | rayleigh | rician | fast
               seed: int = None,            # run seed
               out_dir: str = None,         # output folder (default: $KDD_SEMNOMA_HOME/runs/STAGE-MODEL)
-              teacher: str = None,         # teacher checkpoint for student / semnoma
+              teacher: str = None,         # teacher checkpoint for student (and semnoma with --init teacher)
+              init: str = None,            # teacher | scratch (default: teacher for student, scratch otherwise)
+              crosskd_index: int = None,   # student: decoder-sequence index CrossKD cuts at (default: reference's)
               resume: store_true = False,  # continue the run in out_dir
               download: store_true = False,  # data cifar10: download from the internet if absent
               device: str = None,          # cpu | cuda | ... (default: CUDA if available)
               quiet: store_true = False):  # no progress bar
     "Train one stage of KDD-SemNOMA (or a baseline) and write last.pt / best.pt to out_dir."
     over = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, n_users=n_users,
-                baseline=baseline, fading=fading, seed=seed)
+                baseline=baseline, fading=fading, seed=seed, init=init, crosskd_index=crosskd_index)
     cfg = train_config(stage, preset, **{k: v for k, v in over.items() if v is not None})
     res = train_stage(cfg, data=data, data_path=data_path, out_dir=out_dir, teacher=teacher, resume=resume,
                       device=device, download=download, show_progress=not quiet)
@@ -433,7 +470,8 @@ def run_kd_gain(*, preset: str = 'cpu-small',
     device = default_device(device)
     over = {k: v for k, v in dict(batch_size=batch_size, val_every=val_every, seed=seed).items() if v is not None}
     def stage(name, steps, sub, teacher=None):
-        cfg = train_config(name, preset, **over, **({'max_steps': steps} if steps else {}))
+        init = {} if teacher is None else {'init': 'teacher'}
+        cfg = train_config(name, preset, **over, **init, **({'max_steps': steps} if steps else {}))
         train_stage(cfg, data=data, data_path=data_path, out_dir=out_dir / sub, teacher=teacher, device=device,
                     resume=(out_dir / sub / 'last.pt').exists(), show_progress=show_progress)
         return cfg

@@ -57,12 +57,13 @@ def test_fast_equals_reference(kind):
 
 @pytest.mark.parametrize("kind", ['semnoma', 'teacher', 'single', 'oma'])
 def test_decode_from_continues_decoder(kind):
-    "CrossKD contract: decode_from(feats.dec[i], out, i) reproduces x_hat."
+    "CrossKD contract: decode_from(feats.seq[j], out, j) reproduces x_hat for every element j of the decoder sequence."
     m = make_model(kind, cfg_for(2)).eval()
     with torch.no_grad():
         out = m(tiny_images(2, 2), tiny_snr(2), generator=make_generator(0))
-        for i, f in enumerate(out.feats.dec):
-            torch.testing.assert_close(m.decode_from(f, out, i), out.x_hat, atol=1e-5, rtol=0)
+        assert len(out.feats.seq) == 4 * len(out.feats.dec) + 1
+        for j, f in enumerate(out.feats.seq):
+            torch.testing.assert_close(m.decode_from(f, out, j), out.x_hat, atol=1e-5, rtol=0)
 
 def test_teacher_student_init_and_kd_loss():
     cfg = get_config('tiny')
@@ -77,7 +78,7 @@ def test_teacher_student_init_and_kd_loss():
     teacher.eval().requires_grad_(False)
     out_t = teacher(x, s, generator=make_generator(0))
     out_s = student(x, s, generator=make_generator(1))
-    terms = KDLoss(KDWeights())(out_s, x, out_t, tail=lambda f: teacher.decode_from(f, out_t, 0))
+    terms = KDLoss(KDWeights())(out_s, x, out_t, tail=lambda f: teacher.decode_from(f, out_t, 6))
     terms.loss.backward()
     check_grads(student)
     assert all(p.grad is None for p in teacher.parameters())

@@ -1,0 +1,274 @@
+#!/usr/bin/env python
+"""The KD study (issue 10): does distillation from the orthogonal teacher make a better SemNOMA, with the reference's
+*effective* loss, equal training conditions, several seeds and 95 % confidence intervals?
+
+On CIFAR-10 (train on the shared JPEG npz, evaluate on the 466 pixel-exact test pairs), per channel (AWGN; Rayleigh
+block fading with CSI), from ONE shared teacher, every arm gets the same optimiser, schedule, batch and student steps:
+
+  scratch        SemNOMA (no KD) from scratch, S steps                       (the reference's baseline)
+  scratch-total  SemNOMA (no KD) from scratch, T + S steps (equal total compute, teacher's steps included)
+  nokd           SemNOMA (no KD) from the teacher, S steps
+  kd             KD-SemNOMA, faithful: 10 L1 + 100 K/(hw)^2 FA + 1 CrossKD at the reference's cut point
+  crosskd-only   10 L1 + CrossKD                      fa-only   10 L1 + reference FA
+  fa-x0.1 … fa-x2000   faithful KD with the FA weight scaled (x2000 is the kit's old over-weighted objective)
+  fa-dec         faithful KD + FA on the per-user decoder stages (weight 1; an extension, not in the references)
+
+Each run is one process (1 thread) that trains with resumable checkpoints and writes per-image PSNR/SSIM at
+0/5/10/15/20 dB to results/kd_study/<channel>/<arm>-s<seed>.npz; `report` turns those into
+results/kd_study_cifar10_<channel>.json (means, bootstrap CIs over seeds and test pairs, KD gains).
+
+    KDD_SEMNOMA_DATA=../shared/data python bench/kd_study.py all --jobs 2     # the whole queue, resumable
+    python bench/kd_study.py report                                          # JSON from the committed npz files
+    KDD_SEMNOMA_DATA=../shared/data python bench/kd_study.py run awgn kd 0   # one run
+"""
+from __future__ import annotations
+import argparse, json, os, subprocess, sys, time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / 'results'
+NPZ_DIR = RESULTS / 'kd_study'
+SNRS = (0., 5., 10., 15., 20.)
+CHANNELS = {'awgn': 'none', 'rayleigh': 'rayleigh'}
+BUDGET = dict(preset='cpu-small', teacher_steps=2000, student_steps=1000, batch_size=32, val_every=250)
+MAIN_ARMS = ('scratch', 'nokd', 'kd')
+EXTRA_ARMS = ('fa-x2000', 'crosskd-only', 'fa-only', 'scratch-total', 'fa-x10', 'fa-x100', 'fa-x0.1', 'fa-dec')
+N_BOOT = 2000
+
+
+def arm_spec(arm: str, latent_hw=(8, 8), n_users: int = 2) -> dict:
+    "Stage, init, KD weights and step count of an arm (steps: 'S' student, 'T+S' teacher + student, 'T' teacher)."
+    from kdd_semnoma.kd import KDWeights, reference_fa_weight
+    ref = reference_fa_weight(latent_hw, n_users)
+    if arm == 'teacher': return dict(stage='teacher', steps='T')
+    if arm == 'oma': return dict(stage='baseline', baseline='oma', steps='S')
+    if arm == 'scratch': return dict(stage='semnoma', init='scratch', steps='S')
+    if arm == 'scratch-total': return dict(stage='semnoma', init='scratch', steps='T+S')
+    if arm == 'nokd': return dict(stage='semnoma', init='teacher', steps='S')
+    if arm == 'kd': return dict(stage='student', kd=KDWeights(), steps='S')
+    if arm == 'crosskd-only': return dict(stage='student', kd=KDWeights(fa=0.), steps='S')
+    if arm == 'fa-only': return dict(stage='student', kd=KDWeights(crosskd=0.), steps='S')
+    if arm == 'fa-dec': return dict(stage='student', kd=KDWeights(fa_dec=1.), steps='S')
+    if arm.startswith('fa-x'): return dict(stage='student', kd=KDWeights(fa=ref * float(arm[4:])), steps='S')
+    raise ValueError(f"unknown arm {arm!r}; choose teacher, oma, {', '.join(MAIN_ARMS + EXTRA_ARMS)} or fa-xN.")
+
+
+def run_dir(runs: Path, channel: str, arm: str, seed: int) -> Path:
+    return runs / channel / ('teacher' if arm == 'teacher' else f'{arm}-s{seed}')
+
+
+def npz_path(channel: str, arm: str, seed: int) -> Path:
+    return NPZ_DIR / channel / (f'teacher.npz' if arm == 'teacher' else f'{arm}-s{seed}.npz')
+
+
+def test_groups():
+    "The 466 pixel-exact CIFAR-10 test pairs, (466, 2, 3, 32, 32), in the kit's fixed grouping."
+    import torch
+    from kdd_semnoma.data import get_dls
+    return torch.cat([b[0] for b in get_dls('cifar10-npz', 2, 128, seed=0).test])
+
+
+def per_image_scores(model, x, snrs=SNRS, *, seed: int = 0, batch: int = 128) -> dict:
+    "PSNR and SSIM per image: arrays (n_snr, N, K); SNR point i draws all noise from make_generator(seed*1000 + i)."
+    import torch
+    from kdd_semnoma.core import make_generator
+    from kdd_semnoma.metrics import psnr, ssim
+    out = {'psnr': [], 'ssim': []}
+    model.eval()
+    with torch.inference_mode():
+        for i, snr in enumerate(snrs):
+            g, p, s = make_generator(seed * 1000 + i), [], []
+            for xb in x.split(batch):
+                x_hat = model(xb, torch.full((len(xb),), float(snr)), generator=g).x_hat.clamp(0, 1)
+                p.append(psnr(x_hat, xb)); s.append(ssim(x_hat, xb))
+            out['psnr'].append(torch.cat(p)); out['ssim'].append(torch.cat(s))
+    return {k: torch.stack(v).numpy().astype(np.float32) for k, v in out.items()}
+
+
+def train_config_for(channel: str, arm: str, seed: int, budget: dict):
+    from kdd_semnoma.train import train_config
+    spec = arm_spec(arm)
+    steps = {'T': budget['teacher_steps'], 'S': budget['student_steps'],
+             'T+S': budget['teacher_steps'] + budget['student_steps']}[spec.pop('steps')]
+    return train_config(spec.pop('stage'), budget['preset'], fading=CHANNELS[channel], max_steps=steps,
+                        batch_size=budget['batch_size'], val_every=budget['val_every'],
+                        seed=0 if arm == 'teacher' else seed, **spec)
+
+
+def do_run(channel: str, arm: str, seed: int, runs: Path, budget: dict = BUDGET) -> Path:
+    "Train (or resume) one run and write its per-image scores; a run whose npz exists is skipped."
+    import torch
+    torch.set_num_threads(int(os.environ.get('KDD_STUDY_THREADS', '1')))
+    from kdd_semnoma.train import train_stage, load_checkpoint, load_model
+    target = npz_path(channel, arm, seed)
+    if target.exists(): return target
+    cfg = train_config_for(channel, arm, seed, budget)
+    out = run_dir(runs, channel, arm, seed)
+    teacher = run_dir(runs, channel, 'teacher', 0) / 'best.pt' if cfg.init_from == 'teacher' else None
+    t0 = time.time()
+    train_stage(cfg, data='cifar10-npz', out_dir=out, teacher=teacher, resume=(out / 'last.pt').exists(),
+                device='cpu', show_progress=False)
+    ck, last = load_checkpoint(out / 'best.pt'), load_checkpoint(out / 'last.pt')
+    scores = per_image_scores(load_model(out / 'best.pt'), test_groups())
+    meta = dict(channel=channel, arm=arm, seed=seed, train_config=asdict(cfg), crosskd_index=cfg.crosskd_at,
+                fa_weight_effective=(cfg.loss_weights.fa_weight((1, cfg.n_users, 16, 8, 8)) if cfg.stage == 'student' else 0.),
+                best_step=int(ck['step']), steps=int(last['step']), train_time_s=float(last['time_s']),
+                wall_s_this_call=time.time() - t0, history=last['history'], torch_threads=torch.get_num_threads())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix('.tmp.npz')
+    np.savez_compressed(tmp, snr_db=np.array(SNRS), meta=json.dumps(meta, default=str), **scores)
+    os.replace(tmp, target)
+    print(f"{channel}/{arm}-s{seed}: best step {meta['best_step']}, {meta['train_time_s'] / 60:.1f} min, "
+          f"PSNR {scores['psnr'].mean((1, 2)).round(2).tolist()}", flush=True)
+    return target
+
+
+def queue(channels, seeds: int, extras: bool, oma: bool) -> list:
+    "Runs in priority order: teachers, seed 0 main arms, OMA, more seeds, then the single-seed AWGN extras."
+    q = [(c, 'teacher', 0) for c in channels]
+    q += [(c, a, 0) for c in channels for a in MAIN_ARMS]
+    if oma: q += [('awgn', 'oma', 0)] if 'awgn' in channels else []
+    q += [(c, a, s) for s in range(1, seeds) for c in channels for a in MAIN_ARMS]
+    if extras and 'awgn' in channels: q += [('awgn', a, 0) for a in EXTRA_ARMS]
+    return q
+
+
+def run_all(args) -> None:
+    "Run the queue with `--jobs` worker processes; a run waits for its channel's teacher."
+    q, running = queue(args.channels, args.seeds, not args.no_extras, not args.no_oma), {}
+    log = Path(args.runs) / 'kd_study.log'; log.parent.mkdir(parents=True, exist_ok=True)
+    while q or running:
+        for key, p in list(running.items()):
+            if p.poll() is not None:
+                running.pop(key)
+                if p.returncode: print(f"FAILED {key} (exit {p.returncode}); see {log}", flush=True)
+        ready = [r for r in q if npz_path(*r).exists() or r[1] == 'teacher' or npz_path(r[0], 'teacher', 0).exists()]
+        for r in ready:
+            if len(running) >= args.jobs: break
+            q.remove(r)
+            if npz_path(*r).exists(): continue
+            cmd = [sys.executable, __file__, 'run', *map(str, r), '--runs', str(args.runs)]
+            running[r] = subprocess.Popen(cmd, stdout=open(log, 'a'), stderr=subprocess.STDOUT)
+            print(f"{time.strftime('%H:%M:%S')} started {r}", flush=True)
+        time.sleep(5)
+
+
+# ---------------------------------------------------------------- report
+def load_arm(channel: str, arm: str) -> dict | None:
+    "All seeds of an arm: {'psnr': (S, n_snr, N, K), 'ssim': ..., 'meta': [...]} or None."
+    files = sorted((NPZ_DIR / channel).glob('teacher.npz' if arm == 'teacher' else f'{arm}-s*.npz'))
+    if not files: return None
+    zs = [np.load(f) for f in files]
+    return dict(psnr=np.stack([z['psnr'] for z in zs]), ssim=np.stack([z['ssim'] for z in zs]),
+                meta=[json.loads(str(z['meta'])) for z in zs])
+
+
+def bootstrap_mean(a: np.ndarray, b: np.ndarray | None = None, *, n_boot: int = N_BOOT, seed: int = 0) -> tuple:
+    """Mean over seeds, images and users of a (S, N, K) score (minus b's, paired by seed and image) and its 95 % CI,
+    resampling seeds and test pairs with replacement (a hierarchical bootstrap; seeds only when S > 1)."""
+    rng = np.random.default_rng(seed)
+    d = a if b is None else None
+    S = a.shape[0] if b is None else min(a.shape[0], b.shape[0])
+    a = a[:S]; b = None if b is None else b[:S]
+    d = (a - b) if b is not None else a                                     # (S, N, K)
+    per = d.mean(-1)                                                         # (S, N) mean over users
+    stats = np.empty(n_boot)
+    for i in range(n_boot):
+        s = rng.integers(0, S, S) if S > 1 else np.zeros(1, int)
+        n = rng.integers(0, per.shape[1], per.shape[1])
+        stats[i] = per[s][:, n].mean()
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return float(per.mean()), float(lo), float(hi), int(S)
+
+
+def report_channel(channel: str) -> dict | None:
+    arms = {a: load_arm(channel, a) for a in ('teacher', 'oma', *MAIN_ARMS, *EXTRA_ARMS)}
+    arms = {a: v for a, v in arms.items() if v is not None}
+    if not arms: return None
+    res, records = {'snr_db': list(SNRS)}, []
+    for a, v in arms.items():
+        for m in ('psnr', 'ssim'):
+            rows = [bootstrap_mean(v[m][:, i]) for i in range(len(SNRS))]
+            res[f'{m}_{a}'] = [r[0] for r in rows]
+            res[f'{m}_{a}_ci95'] = [[r[1], r[2]] for r in rows]
+            records += [dict(snr_db=s, user=-1, metric=f'{m}_{a}', value=r[0], n=v[m].shape[2], ci95=[r[1], r[2]], n_seeds=r[3])
+                        for s, r in zip(SNRS, rows)]
+    gains = [('kd', 'nokd'), ('kd', 'scratch'), ('nokd', 'scratch'), ('kd', 'scratch-total'), ('scratch-total', 'nokd')]
+    for a, b in gains:
+        if a not in arms or b not in arms: continue
+        for m in ('psnr', 'ssim'):
+            rows = [bootstrap_mean(arms[a][m][:, i], arms[b][m][:, i]) for i in range(len(SNRS))]
+            key = f'gain_{m}_{a}_vs_{b}'
+            res[key] = [r[0] for r in rows]; res[f'{key}_ci95'] = [[r[1], r[2]] for r in rows]
+            records += [dict(snr_db=s, user=-1, metric=key, value=r[0], n=arms[a][m].shape[2], ci95=[r[1], r[2]], n_seeds=r[3])
+                        for s, r in zip(SNRS, rows)]
+    runs = {f"{a}-s{m['seed']}" if a != 'teacher' else 'teacher':
+            dict(steps=m['steps'], best_step=m['best_step'], train_time_min=round(m['train_time_s'] / 60, 2),
+                 init=m['train_config'].get('init'), stage=m['train_config']['stage'], kd=m['train_config']['kd'],
+                 fa_weight_effective=m['fa_weight_effective'], crosskd_index=m['crosskd_index'])
+            for a, v in arms.items() for m in v['meta']}
+    any_meta = next(iter(arms.values()))['meta'][0]['train_config']
+    optim = {k: any_meta[k] for k in ('lr', 'weight_decay', 'grad_clip', 'lr_schedule', 'warmup_steps', 'batch_size', 'model')}
+    from kdd_semnoma import __version__
+    from kdd_semnoma.metrics import make_results
+    doc = make_results(
+        f'kd_study_cifar10_{channel}', [dict(r) for r in records], seed=None,
+        data='cifar10-npz: trained on the 50k JPEG (q75) training export minus a validation split; evaluated on the '
+             '932 pixel-exact CIFAR-10 test images as 466 fixed pairs (K = 2)',
+        description=f"KD study on {channel}: every arm with one optimiser configuration ({optim}), the same data, "
+                    f"batch and student steps; one shared teacher. Means over seeds, pairs and users; 95 % CIs by a "
+                    f"bootstrap over seeds and test pairs ({N_BOOT} resamples; pairs only for single-seed arms). "
+                    f"Gains are paired by seed and test pair.",
+        config=dict(budget=BUDGET, optimiser=optim, channel=channel, fading=CHANNELS[channel], snr_db=list(SNRS),
+                    eval_noise='SNR point i draws all noise/fading from make_generator(i) (identical for every model)',
+                    seeds={a: sorted(m['seed'] for m in v['meta']) for a, v in arms.items()},
+                    total_train_time_min=round(sum(r['train_time_min'] for r in runs.values()), 1),
+                    runs=runs, version=__version__,
+                    teacher_note='the teacher is frozen and in eval mode during KD (the reference leaves it in train '
+                                 'mode, drop-path active)',
+                    command='KDD_SEMNOMA_DATA=../shared/data python bench/kd_study.py all --jobs 2; '
+                            'python bench/kd_study.py report'))
+    doc['results'] = res
+    return doc
+
+
+def report(args) -> list:
+    from kdd_semnoma.metrics import save_results
+    out = []
+    for c in CHANNELS:
+        doc = report_channel(c)
+        if doc is None: continue
+        p = save_results(doc, RESULTS / f'kd_study_cifar10_{c}.json'); out.append(p)
+        r = doc['results']
+        print(f"== {c}: " + ', '.join(f"{k[5:]} ({len(doc['config']['seeds'][k[5:]])})" for k in r
+                                       if k.startswith('psnr_') and not k.endswith('ci95')))
+        for k in r:
+            if k.startswith('gain_psnr') and not k.endswith('ci95'):
+                print(f"  {k}: " + '  '.join(f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]" for v, (lo, hi) in zip(r[k], r[k + '_ci95'])))
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest='cmd', required=True)
+    r = sub.add_parser('run', help='train and evaluate one run')
+    r.add_argument('channel', choices=sorted(CHANNELS)); r.add_argument('arm'); r.add_argument('seed', type=int)
+    a = sub.add_parser('all', help='the whole queue, resumable')
+    a.add_argument('--jobs', type=int, default=2); a.add_argument('--seeds', type=int, default=3)
+    a.add_argument('--channels', nargs='+', default=list(CHANNELS), choices=sorted(CHANNELS))
+    a.add_argument('--no_extras', action='store_true'); a.add_argument('--no_oma', action='store_true')
+    for s in (r, a): s.add_argument('--runs', default=None, help='checkpoint folder (default: $KDD_SEMNOMA_HOME/runs/kd_study)')
+    sub.add_parser('report', help='results JSON from results/kd_study/*.npz')
+    args = p.parse_args(argv)
+    if args.cmd == 'report': return report(args)
+    from kdd_semnoma.core import runs_path
+    args.runs = Path(args.runs) if args.runs else runs_path() / 'kd_study'
+    if args.cmd == 'run': return do_run(args.channel, args.arm, args.seed, args.runs)
+    run_all(args); report(args)
+
+
+if __name__ == '__main__':
+    main()
