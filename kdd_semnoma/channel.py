@@ -85,11 +85,17 @@ def sample_snr_db(n: int, low: float = 0., high: float = 20., *, generator: torc
 def snr_grid(spec: str | list) -> list:  # SNRs in dB
     "Parse a test grid: `'0:20:5'` → [0, 5, 10, 15, 20] (inclusive), `'0,3,7'`, or a list."
     if isinstance(spec, (list, tuple)): vals = [float(v) for v in spec]
-    elif ':' in spec:
-        a, b, s = (float(v) for v in spec.split(':'))
-        if s <= 0: raise ValueError(f"grid step must be positive in {spec!r}.")
-        vals = [a + i * s for i in range(int(round((b - a) / s)) + 1)]
-    else: vals = [float(v) for v in spec.split(',')]
+    else:
+        try:
+            parts = [float(v) for v in str(spec).split(':' if ':' in str(spec) else ',')]
+            if ':' in str(spec) and len(parts) != 3: raise ValueError
+        except ValueError:
+            raise ValueError(f"SNR grid {spec!r} is malformed: use start:stop:step (e.g. 0:20:5) or a comma list (e.g. 0,10,20).") from None
+        if ':' not in str(spec): vals = parts
+        else:
+            a, b, s = parts
+            if s <= 0: raise ValueError(f"grid step must be positive in {spec!r}.")
+            vals = [a + i * s for i in range(int(round((b - a) / s)) + 1)]
     check_snr_db(torch.tensor(vals))
     return vals
 

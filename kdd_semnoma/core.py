@@ -4,7 +4,8 @@
 
 # %% ../nbs/00_core.ipynb #0418ec82
 from __future__ import annotations
-import os, random
+import os, random, sys
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ from torch import Tensor
 # %% auto #0
 __all__ = ['db2lin', 'lin2db', 'to_complex', 'to_real', 'set_seed', 'make_generator', 'default_device', 'to_device',
            'model_device', 'kdd_home', 'data_path', 'weights_path', 'runs_path', 'atomic_write', 'check_finite',
-           'check_images']
+           'check_images', 'cli_errors', 'load_torch_file']
 
 # %% ../nbs/00_core.ipynb #c7bf8386
 def db2lin(x_db: Tensor | float) -> Tensor:  # linear power ratio, same shape
@@ -101,7 +102,9 @@ def atomic_write(path: str | Path, write_fn) -> Path:
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
     try:
-        write_fn(tmp); os.replace(tmp, path)
+        write_fn(tmp)
+        with open(tmp, 'rb+') as f: os.fsync(f.fileno())           # the bytes are on disk before the rename
+        os.replace(tmp, path)
     finally:
         if tmp.exists(): tmp.unlink()
     return path
@@ -124,3 +127,28 @@ def check_images(x: Tensor, n_users: int | None = None, name: str = 'x') -> Tens
     if x.min() < -1e-3 or x.max() > 1 + 1e-3:
         raise ValueError(f"{name} must lie in [0, 1] (got [{x.min():.3f}, {x.max():.3f}]): undo any Normalize transform.")
     return x
+
+# %% ../nbs/00_core.ipynb #6bf729b6
+@contextmanager
+def cli_errors(prog: str,            # the command's name, e.g. 'kdd_eval'
+               debug: bool = False): # re-raise with the traceback instead
+    "Turn any exception in the block into one line `prog: error: ...` on stderr and exit status 1 (unless `debug`)."
+    try: yield
+    except (SystemExit, KeyboardInterrupt): raise
+    except Exception as e:
+        if debug: raise
+        msg = ' '.join(str(e).split()) or type(e).__name__
+        print(f"{prog}: error: {msg} (run with --debug for the traceback)", file=sys.stderr)
+        raise SystemExit(1) from None
+
+# %% ../nbs/00_core.ipynb #f589a10e
+def load_torch_file(path: str | Path, *, what: str = 'checkpoint',   # what the file should be, for messages
+                    hint: str = '', map_location='cpu'):             # the fix to suggest
+    "`torch.load(..., weights_only=True)` with one-line errors naming the file: missing, empty or not a torch file."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"no {what} at {path}: {hint or 'check the path'}.")
+    if path.stat().st_size == 0: raise ValueError(f"{path} is empty, not a {what} (an interrupted copy?): {hint or 'check the path'}.")
+    try: return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise ValueError(f"{path} is not a readable {what} ({type(e).__name__}: {first}): {hint or 'check the path'}.") from None

@@ -16,7 +16,7 @@ from .core import data_path, make_generator
 
 # %% auto #0
 __all__ = ['CIFAR10_CLASSES', 'CIFAR10_NPZ', 'N_VAL', 'IMAGE_EXTS', 'TILE_PHOTOS', 'GROUP_MODES', 'DATASETS', 'ArrayImages',
-           'TrainValid', 'train_val_split', 'NpzImages', 'cifar10_from_npz', 'CIFAR10', 'load_image',
+           'TrainValid', 'train_val_split', 'NpzImages', 'npz_root', 'cifar10_from_npz', 'CIFAR10', 'load_image',
            'ImageFolderDataset', 'sample_tiles', 'MultiUserDataset', 'DataLoaders', 'get_dls']
 
 # %% ../nbs/02_data.ipynb #f5dd50e5
@@ -83,21 +83,26 @@ class NpzImages(ArrayImages):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path} not found. Set the environment variable KDD_SEMNOMA_DATA (now resolving to {data_path()}) to "
-                f"the folder that holds {path.parent.name}/{path.name} (layout in shared/data/README.md), or pass root=.")
+                f"{path} not found: pass --data_path (root=) the data folder that holds cifar10/{path.name} or that cifar10 "
+                f"folder itself, or set KDD_SEMNOMA_DATA (now {data_path()}); layout in shared/data/README.md.")
         with np.load(path) as f:
             if 'images' not in f.files: raise KeyError(f"{path} has keys {f.files}; expected 'images' (N, H, W, 3) uint8 and 'labels'.")
             images, labels = f['images'], (f['labels'] if 'labels' in f.files else None)
         super().__init__(images, labels, indices=indices, classes=classes)
         self.path = path
 
+def npz_root(root: str | Path | None = None) -> Path:  # the folder holding the CIFAR-10 npz files
+    "Resolve a data folder: None -> data_path()/'cifar10'; a folder with cifar10/ inside -> that subfolder; else as given."
+    if root is None: return data_path() / 'cifar10'
+    root = Path(root)
+    return root / 'cifar10' if (root / 'cifar10').is_dir() and not (root / CIFAR10_NPZ['train']).is_file() else root
+
 def cifar10_from_npz(split: str = 'train',       # 'train' (45k) | 'val' (5k) | 'test' (10k) | 'test-exact' (932)
-                     root: str | Path | None = None,  # folder with the npz files; None -> data_path()/'cifar10'
+                     root: str | Path | None = None,  # the data folder or its cifar10/ subfolder; None -> data_path()/'cifar10'
                      *, seed: int = 0, n_val: int = N_VAL) -> NpzImages:
     "CIFAR-10 from the shared npz exports; 'train'/'val' is the seeded `train_val_split` of the class-sorted file."
     _check_choice('split', split, CIFAR10_NPZ)
-    root = Path(root) if root is not None else data_path() / 'cifar10'
-    ds = NpzImages(root / CIFAR10_NPZ[split])
+    ds = NpzImages(npz_root(root) / CIFAR10_NPZ[split])
     if split not in ('train', 'val'): return ds
     tv = train_val_split(len(ds), n_val, seed=seed)
     return ds.subset(tv.train if split == 'train' else tv.valid)
@@ -227,7 +232,7 @@ def _splits(name, n_users, *, root, size, seed, download):
     if name == 'cifar10':
         return [CIFAR10(s, root=root, download=download, seed=seed) for s in ('train', 'val', 'test')]
     if name == 'cifar10-npz':
-        full = NpzImages((Path(root) if root is not None else data_path() / 'cifar10') / CIFAR10_NPZ['train'])
+        full = NpzImages(npz_root(root) / CIFAR10_NPZ['train'])
         tv = train_val_split(len(full), seed=seed)
         return [full.subset(tv.train), full.subset(tv.valid), cifar10_from_npz('test-exact', root)]
     if name == 'folder': return _holdout(ImageFolderDataset(root or data_path() / 'faces256', size or 256), n_users, seed)

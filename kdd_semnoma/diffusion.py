@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 import matplotlib.pyplot as plt
-from fastcore.script import call_parse
-from .core import make_generator, model_device, default_device, check_finite, atomic_write
+from fastcore.script import call_parse, store_true
+from .core import make_generator, model_device, default_device, check_finite, atomic_write, cli_errors
 from .metrics import psnr, ssim, save_results
 from .evaluate import reconstruct, load_for_eval
 
@@ -520,11 +520,12 @@ def kdd_refine(prior: str = None,            # diffusers-format prior folder (lo
                max_groups: int = None,       # checkpoint inputs: only the first N test groups
                batch_size: int = 64, seed: int = 0,
                device: str = None,           # 'cpu', 'cuda', ... (default: best available)
-              ):
+               debug: store_true = False):  # on an error, show the traceback instead of one line
     "Refine decoded images with a diffusion prior (DifFace-style) at one or more t0/eta settings."
-    if not prior or not inputs: raise SystemExit("kdd_refine needs --prior DIR and --inputs FILE (see --help).")
-    r = run_refine(prior, inputs, t0s=[int(t) for t in t0.split(',')], etas=[float(e) for e in eta.split(',')],
-                   steps=steps, out=out, results=results, scheduler=scheduler, degrade_inputs=degrade,
-                   batch_size=batch_size, seed=seed, device=device, snr_db=snr, data=data, data_path=data_path,
-                   max_groups=max_groups)
-    print(f"refined images -> {r['out']}" + (f"; metrics -> {r['results']}" if r['results'] else ''))
+    with cli_errors('kdd_refine', debug):
+        if not prior or not inputs: raise SystemExit("kdd_refine needs --prior DIR and --inputs FILE (see --help).")
+        r = run_refine(prior, inputs, t0s=[int(t) for t in t0.split(',')], etas=[float(e) for e in eta.split(',')],
+                       steps=steps, out=out, results=results, scheduler=scheduler, degrade_inputs=degrade,
+                       batch_size=batch_size, seed=seed, device=device, snr_db=snr, data=data, data_path=data_path,
+                       max_groups=max_groups)
+        print(f"refined images -> {r['out']}" + (f"; metrics -> {r['results']}" if r['results'] else ''))

@@ -12,19 +12,20 @@ from torch import Tensor
 import matplotlib.pyplot as plt
 from fastcore.script import call_parse, store_true, Param
 from . import __version__
-from .core import make_generator, model_device, default_device, atomic_write
+from .core import make_generator, model_device, default_device, atomic_write, cli_errors
 from .channel import ChannelConfig, Channel, snr_grid
 from .data import get_dls, DATASETS
 from .metrics import (psnr, ssim, jain_index, make_results, save_results, load_results, results_curves,
                                  records_to_table)
 from .semnoma import with_channel, build_from_checkpoint
 from .train import load_checkpoint, eval_batches
+from .zoo import ZOO_PREFIX, load_entry
 from .viz import plot_curves, show_image
 
 # %% auto #0
 __all__ = ['CHANNEL_NAMES', 'channel_config', 'evaluate', 'reconstruct', 'save_reconstructions', 'eval_conventions',
-           'eval_results', 'plot_results', 'reconstruction_grid', 'load_for_eval', 'eval_checkpoint', 'kdd_eval',
-           'kdd_plot']
+           'open_checkpoint', 'eval_results', 'plot_results', 'reconstruction_grid', 'load_for_eval', 'eval_checkpoint',
+           'kdd_eval', 'kdd_plot']
 
 # %% ../nbs/10_evaluate.ipynb #1449d212
 CHANNEL_NAMES = {'awgn': 'none', 'rayleigh': 'rayleigh', 'rician': 'rician', 'fast': 'fast'}   # CLI name -> fading kind
@@ -120,6 +121,12 @@ def eval_conventions(model: torch.nn.Module, channel: str | ChannelConfig | None
                 clamp='reconstructions clamped to [0, 1] before scoring',
                 fairness='psnr_min_user = min over users of the mean PSNR; jain_psnr = Jain index of the per-user mean PSNRs')
 
+def open_checkpoint(spec: str | Path | dict) -> dict:
+    "A checkpoint dict from a `kdd_train` checkpoint path, a zoo name 'zoo:NAME' (checksum-verified) or a dict."
+    if isinstance(spec, dict): return spec
+    if str(spec).startswith(ZOO_PREFIX): return load_entry(str(spec))
+    return load_checkpoint(spec)
+
 def eval_results(name: str, records: list, model: torch.nn.Module, *, channel=None, seed: int = 0,
                  data: str = '', description: str = '', checkpoint: str | Path | None = None,
                  ckpt: dict | None = None,         # the loaded `checkpoint`, if the caller has it (else it is read)
@@ -127,7 +134,7 @@ def eval_results(name: str, records: list, model: torch.nn.Module, *, channel=No
     "A results dict (kit schema) for an `evaluate` sweep of `model`."
     cfg = dict(config or {})
     if checkpoint is not None:
-        ck = ckpt if ckpt is not None else load_checkpoint(checkpoint)
+        ck = ckpt if ckpt is not None else open_checkpoint(checkpoint)
         cfg.update(checkpoint=str(checkpoint), step=ck.get('step'), train_config=ck.get('train_config'), kind=ck.get('kind'))
     cfg.update(model=type(model).__name__, version=__version__)
     return make_results(name, records, description=description or f"{type(model).__name__} evaluated by kdd_semnoma.evaluate",
@@ -188,7 +195,7 @@ def load_for_eval(checkpoint: str | Path | dict,   # a kdd_train checkpoint file
                   batch_size: int = 64, device=None) -> tuple:  # (checkpoint dict, model in eval mode, test DataLoader)
     "Read a checkpoint once: its dict, the model it holds on `device`, and the fixed test grouping of `data`."
     if data not in DATASETS: raise ValueError(f"data must be one of {DATASETS}, got {data!r}.")
-    ck = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    ck = open_checkpoint(checkpoint)
     model = build_from_checkpoint(ck).to(default_device(device)).eval()
     return ck, model, get_dls(data, model.n_users, batch_size, root=data_path, seed=seed).test
 
@@ -208,13 +215,14 @@ def eval_checkpoint(checkpoint: str | Path, *, channel: str = 'awgn', snrs_db='0
     recs = evaluate(model, test, snrs_db, channel=channel, seed=seed, lpips_fn=lpips_fn, max_groups=max_groups)
     n = recs[0]['n']
     stage = (ck.get('train_config') or {}).get('stage', '')
-    return eval_results(name or f"{Path(checkpoint).parent.name}-{channel}", recs, model, channel=channel, seed=seed,
+    run = str(checkpoint)[len(ZOO_PREFIX):] if str(checkpoint).startswith(ZOO_PREFIX) else Path(checkpoint).parent.name
+    return eval_results(name or f"{run}-{channel}", recs, model, channel=channel, seed=seed,
                         data=f"{data} ({data_path or 'default path'}), fixed test grouping: {n} groups of {model.n_users}",
                         description=f"{stage or type(model).__name__} checkpoint {checkpoint}, {channel} channel",
                         checkpoint=checkpoint, ckpt=ck)
 
 @call_parse
-def kdd_eval(checkpoint: str = None,        # checkpoint written by kdd_train (best.pt or last.pt)
+def kdd_eval(checkpoint: str = None,        # checkpoint written by kdd_train (best.pt or last.pt), or zoo:NAME
              channel: str = 'awgn',         # awgn | rayleigh | rician | fast
              snrs: str = '0:20:5',          # SNR grid in dB: start:stop:step or a comma list
              data: str = 'cifar10-npz',     # cifar10-npz | cifar10 | folder | tiles
@@ -226,33 +234,37 @@ def kdd_eval(checkpoint: str = None,        # checkpoint written by kdd_train (b
              lpips: store_true = False,     # also compute LPIPS (needs local AlexNet weights)
              recon: str = None,             # also save the decoded test images at --recon_snr to this .npz (for kdd_refine)
              recon_snr: float = 10.,        # SNR in dB of the saved reconstructions
-             device: str = None):           # cpu | cuda (default: CUDA if available)
+             device: str = None, # cpu | cuda (default: CUDA if available)
+             debug: store_true = False):  # on an error, show the traceback instead of one line
     "Evaluate a checkpoint over an SNR sweep and write a results JSON."
-    if checkpoint is None: raise SystemExit("kdd_eval: pass --checkpoint PATH (a best.pt or last.pt written by kdd_train).")
-    loaded = load_for_eval(checkpoint, data=data, data_path=data_path, seed=seed, device=device)   # read once, used twice
-    res = eval_checkpoint(checkpoint, channel=channel, snrs_db=snrs, data=data, data_path=data_path, seed=seed,
-                          max_groups=max_groups, use_lpips=lpips, name=name, loaded=loaded)
-    out = Path(out) if out else Path('results') / f"{res['name']}.json"
-    save_results(res, out)
-    print(records_to_table(res['records'], metrics=['psnr', 'psnr_mse', 'ssim', 'psnr_min_user', 'jain_psnr']
-                           + (['lpips'] if lpips else [])))
-    print(f"-> {out}")
-    if recon:
-        _, model, test = loaded
-        xh, x = reconstruct(model, test, recon_snr, channel=channel, seed=seed, max_groups=max_groups)
-        save_reconstructions(recon, xh, x, snr_db=recon_snr)
-        print(f"reconstructions at {recon_snr:g} dB ({len(xh)} groups) -> {recon}")
+    with cli_errors('kdd_eval', debug):
+        if checkpoint is None: raise SystemExit("kdd_eval: pass --checkpoint PATH (a best.pt or last.pt written by kdd_train).")
+        loaded = load_for_eval(checkpoint, data=data, data_path=data_path, seed=seed, device=device)   # read once, used twice
+        res = eval_checkpoint(checkpoint, channel=channel, snrs_db=snrs, data=data, data_path=data_path, seed=seed,
+                              max_groups=max_groups, use_lpips=lpips, name=name, loaded=loaded)
+        out = Path(out) if out else Path('results') / f"{res['name']}.json"
+        save_results(res, out)
+        print(records_to_table(res['records'], metrics=['psnr', 'psnr_mse', 'ssim', 'psnr_min_user', 'jain_psnr']
+                               + (['lpips'] if lpips else [])))
+        print(f"-> {out}")
+        if recon:
+            _, model, test = loaded
+            xh, x = reconstruct(model, test, recon_snr, channel=channel, seed=seed, max_groups=max_groups)
+            save_reconstructions(recon, xh, x, snr_db=recon_snr)
+            print(f"reconstructions at {recon_snr:g} dB ({len(xh)} groups) -> {recon}")
 
 @call_parse
 def kdd_plot(files: Param("results JSON files", str, nargs='+'),
              metric: str = 'psnr',          # metric to plot: psnr | psnr_mse | ssim | lpips | ...
              per_user: store_true = False,  # one line per user
              out: str = 'results/plot.png', # image file to write
-             title: str = None):
+             title: str = None,
+             debug: store_true = False):  # on an error, show the traceback instead of one line
     "Plot a metric against SNR for several results files on one axis."
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    plot_results(list(files), metric, per_user=per_user, ax=ax, title=title, skip_missing=len(files) > 1)
-    fig.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda p: fig.savefig(p, dpi=130, format=Path(out).suffix.lstrip('.') or 'png'))
-    plt.close(fig); print(f"-> {out}")
+    with cli_errors('kdd_plot', debug):
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        plot_results(list(files), metric, per_user=per_user, ax=ax, title=title, skip_missing=len(files) > 1)
+        fig.tight_layout()
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, lambda p: fig.savefig(p, dpi=130, format=Path(out).suffix.lstrip('.') or 'png'))
+        plt.close(fig); print(f"-> {out}")

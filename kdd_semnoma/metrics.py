@@ -350,7 +350,9 @@ def load_results(path: str | Path) -> dict:
     "Read a results JSON written by `save_results`."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no results file at {path}: run kdd_eval (or the notebook) to make it.")
-    res = json.loads(path.read_text())
+    try: res = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError(f"{path} is not a results JSON: pass a file written by kdd_eval (a checkpoint such as best.pt goes to kdd_eval --checkpoint).") from None
     if not isinstance(res, dict) or 'results' not in res or 'name' not in res:
         raise ValueError(f"{path} is not a kdd-semnoma results file (needs 'name' and 'results').")
     return res

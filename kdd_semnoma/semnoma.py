@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 from torch import nn, Tensor
 from . import __version__
-from .core import to_complex, to_real, check_images, atomic_write
+from .core import to_complex, to_real, check_images, atomic_write, load_torch_file
 from .channel import (ChannelConfig, Channel, normalize_power, check_snr_db, noise_var_from_snr, power_split,
                                  sample_fading, estimate_csi, side_info, noma_mac, orthogonal_channel)
 from .layers import init_weights
@@ -134,11 +134,9 @@ def _norm(v):  # JSON/list ↔ tuple-insensitive comparison of config values
 def read_checkpoint(ckpt: str | Path | dict, *, map_location='cpu') -> dict:
     "A checkpoint dict from a path (safe `weights_only` unpickling) or a dict; checks the required keys."
     if not isinstance(ckpt, dict):
-        p = Path(ckpt)
-        if not p.is_file(): raise FileNotFoundError(f"no checkpoint at {p}: check the path (training writes last.pt / best.pt).")
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+        ckpt = load_torch_file(ckpt, hint='pass a last.pt / best.pt written by kdd_train (or a zoo name)', map_location=map_location)
     missing = {'model', 'config', 'channel', 'kind'} - set(ckpt)
-    if missing: raise ValueError(f"not a kdd_semnoma model checkpoint: keys {sorted(missing)} are missing.")
+    if missing: raise ValueError(f"{'' if isinstance(ckpt, dict) and 'model' in ckpt else 'this is '}not a kdd_semnoma model checkpoint: keys {sorted(missing)} are missing.")
     return ckpt
 
 # %% ../nbs/06_semnoma.ipynb #1aa4930d

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from fastcore.script import call_parse, store_true
 import matplotlib.pyplot as plt
 from . import __version__
-from .core import atomic_write, make_generator, model_device, default_device, runs_path, check_images, set_seed
+from .core import atomic_write, make_generator, model_device, default_device, runs_path, check_images, set_seed, load_torch_file, cli_errors
 from .channel import ChannelConfig, sample_snr_db
 from .data import get_dls, DATASETS
 from .deepjscc import get_config
@@ -271,9 +271,10 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, cfg: TrainConfig, 
 
 def load_checkpoint(path: str | Path, map_location='cpu') -> dict:
     "Read a checkpoint written by `save_checkpoint` (safe `weights_only` unpickling)."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path}: check the path (runs write last.pt and best.pt in out_dir).")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    ck = load_torch_file(path, hint='pass a last.pt / best.pt written by kdd_train (runs write both in out_dir)', map_location=map_location)
+    if not isinstance(ck, dict) or 'model' not in ck:
+        raise ValueError(f"{path} holds a torch file but not a kdd_train checkpoint (no 'model' weights): pass a last.pt / best.pt written by kdd_train.")
+    return ck
 
 def load_model(path: str | Path, *, device=None) -> torch.nn.Module:
     "Rebuild the model stored in a checkpoint, with its weights, in eval mode."
@@ -425,15 +426,17 @@ def kdd_train(stage: str,                  # teacher | student (KD) | semnoma (n
               resume: store_true = False,  # continue the run in out_dir
               download: store_true = False,  # data cifar10: download from the internet if absent
               device: str = None,          # cpu | cuda | ... (default: CUDA if available)
-              quiet: store_true = False):  # no progress bar
+              quiet: store_true = False, # no progress bar
+              debug: store_true = False):  # on an error, show the traceback instead of one line
     "Train one stage of KDD-SemNOMA (or a baseline) and write last.pt / best.pt to out_dir."
-    over = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, n_users=n_users,
-                baseline=baseline, fading=fading, seed=seed, init=init, crosskd_index=crosskd_index)
-    cfg = train_config(stage, preset, **{k: v for k, v in over.items() if v is not None})
-    res = train_stage(cfg, data=data, data_path=data_path, out_dir=out_dir, teacher=teacher, resume=resume,
-                      device=device, download=download, show_progress=not quiet)
-    last = res.history[-1] if res.history else {}
-    print(f"{stage}: {last.get('step', 0)} steps, val PSNR {last.get('val_psnr', float('nan')):.2f} dB -> {res.out_dir}")
+    with cli_errors('kdd_train', debug):
+        over = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, n_users=n_users,
+                    baseline=baseline, fading=fading, seed=seed, init=init, crosskd_index=crosskd_index)
+        cfg = train_config(stage, preset, **{k: v for k, v in over.items() if v is not None})
+        res = train_stage(cfg, data=data, data_path=data_path, out_dir=out_dir, teacher=teacher, resume=resume,
+                          device=device, download=download, show_progress=not quiet)
+        last = res.history[-1] if res.history else {}
+        print(f"{stage}: {last.get('step', 0)} steps, val PSNR {last.get('val_psnr', float('nan')):.2f} dB -> {res.out_dir}")
 
 # %% ../nbs/09_train.ipynb #9feea0d5
 def _psnr_records(table: Tensor, snrs_db, n: int) -> list:  # tidy records dict(snr_db, user, metric, value, n)

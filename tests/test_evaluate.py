@@ -55,7 +55,7 @@ def test_kdd_eval_errors(teacher_ckpt, tmp_path):
 
 def test_kdd_quickstart_cli_smoke(tmp_path):
     out = tmp_path / "qs"
-    r = _cli("kdd_quickstart", ["--data", "tiles", "--preset", "tiny", "--teacher_steps", "2", "--student_steps", "1",
+    r = _cli("kdd_quickstart", ["--train", "--data", "tiles", "--preset", "tiny", "--teacher_steps", "2", "--student_steps", "1",
                                 "--batch_size", "4", "--out_dir", str(out), "--device", "cpu", "--quiet",
                                 "--separation", "results/none.json"], tmp_path, module="quickstart")
     assert r.returncode == 0, r.stderr

@@ -1,0 +1,83 @@
+"""Every kdd_* command answers a user's mistake with one line naming the file or flag and the fix, exit status 1,
+no traceback; --debug shows the traceback."""
+import os, subprocess, sys
+from pathlib import Path
+import pytest
+import torch
+from kdd_semnoma.semnoma import make_model
+from kdd_semnoma.deepjscc import get_config
+
+MODULES = {"kdd_eval": "evaluate", "kdd_plot": "evaluate", "kdd_train": "train", "kdd_refine": "diffusion",
+           "kdd_quickstart": "quickstart"}
+
+
+def cli(fn, *args, cwd):
+    env = dict(os.environ, MPLBACKEND="Agg", KDD_SEMNOMA_HOME=str(Path(cwd) / "home"))
+    script = Path(cwd) / f"{fn}_cli.py"                       # as the installed entry point runs it
+    script.write_text(f"import sys; from kdd_semnoma.{MODULES[fn]} import {fn}; sys.exit({fn}())")
+    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
+
+
+def one_line_error(r, fn, *phrases):
+    "Exit 1, exactly one stderr line 'fn: error: ...' holding every phrase, and no traceback."
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert len(lines) == 1 and lines[0].startswith(f"{fn}: error: "), r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    for p in phrases: assert p in lines[0], (p, lines[0])
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    make_model("teacher", get_config("tiny")).save(d / "best.pt", train_config=None)
+    (d / "empty.pt").touch()
+    (d / "notes.txt").write_text("not a checkpoint\n")
+    (d / "res.json").write_text('{"name": "x", "results": {"snr_db": [0.0], "psnr": [20.0]}, "records": []}')
+    return d
+
+
+def test_malformed_snr_grid(files):
+    r = cli("kdd_eval", "--checkpoint", files / "best.pt", "--data", "tiles", "--snrs", "0:20", cwd=files)
+    one_line_error(r, "kdd_eval", "'0:20'", "start:stop:step")
+
+
+@pytest.mark.parametrize("name,phrase", [("missing.pt", "no checkpoint at"), ("empty.pt", "is empty"),
+                                         ("notes.txt", "is not a readable checkpoint"), ("res.json", "is not a readable checkpoint")])
+def test_bad_checkpoint_files(files, name, phrase):
+    r = cli("kdd_eval", "--checkpoint", files / name, "--data", "tiles", cwd=files)
+    one_line_error(r, "kdd_eval", name, phrase, "kdd_train")
+
+
+def test_checkpoint_where_results_are_expected(files):
+    r = cli("kdd_plot", files / "best.pt", "--out", files / "p.png", cwd=files)
+    one_line_error(r, "kdd_plot", "best.pt", "is not a results JSON", "kdd_eval --checkpoint")
+
+
+def test_wrong_data_path_names_the_given_path(files):
+    r = cli("kdd_eval", "--checkpoint", files / "best.pt", "--data", "cifar10-npz", "--data_path", files / "nowhere", cwd=files)
+    one_line_error(r, "kdd_eval", str(files / "nowhere"), "--data_path")
+
+
+def test_train_errors(files):
+    one_line_error(cli("kdd_train", "teacher", "--preset", "huge", cwd=files), "kdd_train", "unknown training preset")
+    one_line_error(cli("kdd_train", "student", "--preset", "tiny", "--data", "tiles", "--out_dir", files / "s", cwd=files),
+                   "kdd_train", "--teacher")
+    one_line_error(cli("kdd_train", "teacher", "--preset", "tiny", "--init", "teacher", cwd=files), "kdd_train", "init='scratch'")
+
+
+def test_quickstart_and_refine_errors(files):
+    one_line_error(cli("kdd_quickstart", "--channel", "fast", "--data", "tiles", cwd=files), "kdd_quickstart", "channel must be one of")
+    one_line_error(cli("kdd_refine", "--prior", files / "noprior", "--inputs", files / "best.pt", cwd=files), "kdd_refine", "noprior")
+
+
+def test_debug_shows_the_traceback(files):
+    r = cli("kdd_eval", "--checkpoint", files / "empty.pt", "--data", "tiles", "--debug", cwd=files)
+    assert r.returncode != 0 and "Traceback" in r.stderr and "is empty" in r.stderr
+
+
+@pytest.mark.data
+def test_data_path_accepts_the_data_folder_itself(files, real_data):
+    r = cli("kdd_eval", "--checkpoint", files / "best.pt", "--data", "cifar10-npz", "--data_path", real_data,
+            "--snrs", "10", "--max_groups", "4", "--out", files / "e.json", cwd=files)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -1,0 +1,76 @@
+"""The zoo: every shipped system has weights, config and card, passes its checksum, loads by name and through the CLIs;
+a modified file fails with its name; the main job reproduces the README's CIFAR-10 table from the zoo."""
+import json, os, shutil, subprocess, sys, time
+from pathlib import Path
+import pytest
+import torch
+from kdd_semnoma import zoo
+from kdd_semnoma.quickstart import ZOO_SYSTEMS
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted({name for systems in ZOO_SYSTEMS.values() for _, name, _ in systems})
+
+
+def test_every_quickstart_system_is_shipped():
+    assert set(SHIPPED) <= set(zoo.list()), f"missing zoo entries: {sorted(set(SHIPPED) - set(zoo.list()))}"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_entry_checksum_card_and_load(name):
+    entry = zoo.verify(name)
+    card = (entry / "README.md").read_text()
+    for field in ("## Measured", "| snr_db |", "steps", "commit", "wall time"): assert field in card, f"{name} card lacks {field!r}"
+    m = zoo.load(f"zoo:{name}")
+    x = torch.rand(2, 2, 3, 32, 32)
+    out = m(x, torch.full((2,), 10.), generator=torch.Generator().manual_seed(0))
+    assert out.x_hat.shape == x.shape and not m.training
+    assert sum(p.numel() for p in m.parameters()) > 1e5           # a trained cpu-small system, not a tiny stand-in
+
+
+def test_modified_file_fails_with_its_name(tmp_path):
+    root = tmp_path / "zoo"; shutil.copytree(ROOT / "zoo", root)
+    f = root / SHIPPED[0] / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(ValueError, match=f"{SHIPPED[0]}/model.safetensors fails its checksum"): zoo.load(SHIPPED[0], root=root)
+    (root / SHIPPED[1] / "config.json").unlink()
+    with pytest.raises(ValueError, match="unknown zoo entry"): zoo.load(SHIPPED[1], root=root)
+
+
+def test_total_zoo_size_under_50mb():
+    assert sum(p.stat().st_size for p in (ROOT / "zoo").rglob("*") if p.is_file()) < 50e6
+
+
+def _run(args, tmp_path, timeout=300):
+    env = dict(os.environ, MPLBACKEND="Agg", KDD_SEMNOMA_HOME=str(tmp_path / "home"))
+    script = tmp_path / "kdd_eval_cli.py"
+    script.write_text("import sys; from kdd_semnoma.evaluate import kdd_eval; sys.exit(kdd_eval())")
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
+
+
+def test_kdd_eval_accepts_zoo_names(tmp_path):
+    r = _run(["--checkpoint", "zoo:kd-semnoma-cifar10-awgn", "--data", "tiles", "--snrs", "0,20", "--out", str(tmp_path / "z.json")], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "z.json").read_text())["config"]["checkpoint"] == "zoo:kd-semnoma-cifar10-awgn"
+    r = _run(["--checkpoint", "zoo:no-such-system", "--data", "tiles"], tmp_path)
+    assert r.returncode != 0 and "unknown zoo entry" in r.stderr
+
+
+@pytest.mark.data
+def test_quickstart_reproduces_readme_table_in_a_minute(real_data, tmp_path):
+    "The README's CIFAR-10 table (results/quickstart_cifar10_awgn) from the zoo, to +-0.05 dB, in under a minute."
+    env = dict(os.environ, MPLBACKEND="Agg", KDD_SEMNOMA_HOME=str(tmp_path / "home"))
+    t0 = time.time()
+    script = tmp_path / "kdd_quickstart_cli.py"
+    script.write_text("import sys; from kdd_semnoma.quickstart import kdd_quickstart; sys.exit(kdd_quickstart())")
+    r = subprocess.run([sys.executable, str(script), "--quiet"], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    wall = time.time() - t0
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "kdd_runs" / "quickstart"
+    assert {p.name for p in out.iterdir()} >= {"quickstart.json", "quickstart.png", "quickstart_grid.png", "quickstart.md"}
+    ref = ROOT / "results" / "quickstart_cifar10_awgn"
+    for key in ("kd", "nokd", "oma", "teacher"):
+        got = json.loads((out / f"eval_{key}.json").read_text())["results"]
+        want = json.loads((ref / f"eval_{key}.json").read_text())["results"]
+        for metric in ("psnr", "ssim"):
+            assert max(abs(a - b) for a, b in zip(got[metric], want[metric])) <= (0.05 if metric == "psnr" else 5e-4), (key, metric)
+    assert wall < 90, f"kdd_quickstart took {wall:.0f} s (goal: under a minute on 2 cores; 90 s allows a loaded CI machine)"
