@@ -12,6 +12,7 @@ import argparse, subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TRAIN_COMMIT = 'bdd6c37'   # the commit whose training code bench/kd_study.py ran for the shipped systems
 ENTRIES = {  # zoo name -> (channel, study arm, seed, what)
     'teacher-cifar10-awgn': ('awgn', 'teacher', 0, 'orthogonal teacher: shared encoder and decoder, every user on its own interference-free channel'),
     'kd-semnoma-cifar10-awgn': ('awgn', 'kd', 0, 'KD-SemNOMA: SemNOMA distilled from the teacher (faithful KD: 10 L1 + 100K/(hw)^2 FA + 1 CrossKD)'),
@@ -28,7 +29,9 @@ def git(*args) -> str:
 
 
 def card(name: str, what: str, ck: dict, last: dict, table: str, cfg) -> str:
+    from kdd_semnoma.train import TrainConfig
     tc, jc = ck['train_config'], ck['config']
+    init = TrainConfig.from_dict(tc).init_from
     lat = cfg.latent_shape
     kd = ''
     if tc['stage'] == 'student':
@@ -44,12 +47,12 @@ def card(name: str, what: str, ck: dict, last: dict, table: str, cfg) -> str:
   model selection on that validation split; never on the test images
 - preset: `cpu-small` (ConvNeXt dims {tuple(jc['dims'])}, depths {tuple(jc['depths'])}, latent {lat[0]}×{lat[1]}×{lat[2]} =
   {cfg.n_symbols} complex channel uses per block, K = {cfg.n_users} users: bandwidth ratio {cfg.bandwidth_ratio_per_user:.4f} = 1/{round(1 / cfg.bandwidth_ratio_per_user)} per user)
-- channel: {ck['channel']['fading']} fading ({'AWGN' if ck['channel']['fading'] == 'none' else 'block fading, CSI at transmitter and receiver'}), training SNR ~ U[{tc['snr_low']:g}, {tc['snr_high']:g}] dB
-- training: stage `{tc['stage']}`{', init ' + str(tc.get('init') or 'default') if tc['stage'] in ('semnoma', 'student') else ''}, {last['step']} steps
+- channel: {'AWGN' if ck['channel']['fading'] == 'none' else ck['channel']['fading'] + ' block fading, CSI at transmitter and receiver'}, training SNR ~ U[{tc['snr_low']:g}, {tc['snr_high']:g}] dB
+- training: stage `{tc['stage']}`{', init ' + init if tc['stage'] in ('semnoma', 'student') else ''}, {last['step']} steps
   (best validation checkpoint: step {ck['step']}), batch {tc['batch_size']} groups, AdamW lr {tc['lr']:g} ({tc['lr_schedule']},
   {tc['warmup_steps']} warm-up steps), weight decay {tc['weight_decay']:g}, gradient clipping {tc['grad_clip'] or 'none'}, seed {tc['seed']}
 {kd}- wall time: {last['time_s'] / 60:.1f} min of training on one CPU thread (2-core machine, two runs side by side)
-- commit: trained by `bench/kd_study.py` with the code of commit {git('log', '-1', '--format=%h', '--', 'kdd_semnoma/train.py')};
+- commit: trained by `bench/kd_study.py` with the training code of commit {TRAIN_COMMIT} (later commits changed error handling only);
   exported at {git('rev-parse', '--short', 'HEAD')} by `bench/make_zoo.py`
 - load: `kdd_semnoma.zoo.load('{name}')`, or `kdd_eval --checkpoint zoo:{name}`
 

@@ -19,11 +19,12 @@ from .data import get_dls
 from .metrics import psnr
 from .semnoma import build_from_checkpoint, read_checkpoint, init_student_from_teacher, with_channel
 from .train import STAGES, train_config, build_model, fit, freeze
+from .zoo import load_entry
 
 # %% auto #0
-__all__ = ['FADING_NAMES', 'STAGE_LABELS', 'KIND_LABELS', 'DemoModel', 'n_users_of', 'pick_model', 'demo_channel', 'DemoOutput',
-           'run_demo', 'latent_mosaic', 'demo_figure', 'interactive_demo', 'demo_label', 'load_demo_models',
-           'tiny_demo_models']
+__all__ = ['FADING_NAMES', 'STAGE_LABELS', 'KIND_LABELS', 'ZOO_DEMO', 'DemoModel', 'n_users_of', 'pick_model', 'demo_channel',
+           'DemoOutput', 'run_demo', 'latent_mosaic', 'demo_figure', 'interactive_demo', 'demo_label',
+           'load_demo_models', 'zoo_demo_models', 'tiny_demo_models']
 
 # %% ../nbs/14_demo.ipynb #5147111f
 class DemoModel(NamedTuple):
@@ -204,6 +205,17 @@ def load_demo_models(checkpoints,              # {name: path} or [path, ...] (na
         name = name or demo_label(_checkpoint_stage(ck), n_users_of(model))
         if name in out: raise ValueError(f"two checkpoints give the name {name!r}: pass a dict {{name: path}} to name them.")
         out[name] = DemoModel(model, f"checkpoint {path} (step {ck.get('step', '?')})")
+    return out
+
+ZOO_DEMO = ('kd-semnoma-cifar10-awgn', 'semnoma-cifar10-awgn', 'oma-cifar10-awgn', 'teacher-cifar10-awgn')
+
+def zoo_demo_models(names: tuple = ZOO_DEMO, *, device=None) -> dict:  # {name: DemoModel}
+    "The trained systems of the zoo as demo models, named from their training stage and K."
+    out = {}
+    for n in names:
+        ck = load_entry(n)
+        model = build_from_checkpoint(ck).to(device or 'cpu').eval()
+        out[demo_label(_checkpoint_stage(ck), n_users_of(model))] = DemoModel(model, f"zoo:{n} (trained CIFAR-10 system; card: zoo/{n}/README.md)")
     return out
 
 # %% ../nbs/14_demo.ipynb #1687dce2

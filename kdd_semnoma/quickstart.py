@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 from fastcore.script import call_parse, store_true
 from .core import default_device, atomic_write, data_path, cli_errors
 from .channel import snr_grid
-from .data import get_dls, CIFAR10_NPZ
+from .data import get_dls, CIFAR10_NPZ, MultiUserDataset, cifar10_from_npz
 from .metrics import save_results, load_results, records_to_table
 from .semnoma import build_from_checkpoint
 from .train import load_checkpoint, run_kd_gain, train_config, train_stage
@@ -25,7 +25,7 @@ from .bounds import awgn_mac_rates
 
 # %% auto #0
 __all__ = ['QUICKSTART_METHODS', 'ZOO_SYSTEMS', 'DATA_LABELS', 'plot_capacity', 'comparison_figure', 'default_data',
-           'train_quickstart', 'systems_grid', 'zoo_quickstart', 'kdd_quickstart']
+           'train_quickstart', 'systems_grid', 'test_groups', 'zoo_quickstart', 'kdd_quickstart']
 
 # %% ../nbs/15_quickstart.ipynb #a893898d
 def plot_capacity(snrs_db, n_users: int = 2, ax=None):
@@ -131,6 +131,13 @@ def systems_grid(models: dict,            # {label: model}
     return fig
 
 # %% ../nbs/15_quickstart.ipynb #457cd6af
+def test_groups(data: str, n_users: int = 2, *, seed: int = 0) -> torch.Tensor:  # (N, K, 3, H, W)
+    "The fixed test grouping of `data` as one tensor (for CIFAR-10 npz: the 466 exact pairs, read without the training file)."
+    if data == 'cifar10-npz':
+        ds = MultiUserDataset(cifar10_from_npz('test-exact'), n_users, mode='fixed', seed=seed)   # the grouping get_dls uses
+        return torch.stack([ds[i][0] for i in range(len(ds))])
+    return torch.cat([b[0] for b in get_dls(data, n_users, 64, seed=seed).test])
+
 def zoo_quickstart(*, out_dir: str | Path | None = None,   # default ./kdd_runs/quickstart
                    channel: str = 'awgn',                   # 'awgn' | 'rayleigh' (which zoo systems)
                    data: str | None = None, snrs_db='0:20:5', seed: int = 0, device='cpu',
@@ -140,12 +147,12 @@ def zoo_quickstart(*, out_dir: str | Path | None = None,   # default ./kdd_runs/
     if channel not in ZOO_SYSTEMS: raise ValueError(f"channel must be one of {sorted(ZOO_SYSTEMS)}, got {channel!r}.")
     t0, data = time.time(), data or default_data()
     out_dir = Path(out_dir) if out_dir is not None else Path('kdd_runs') / 'quickstart'
-    test = get_dls(data, 2, 64, seed=seed).test
+    test = test_groups(data, seed=seed)                                               # (N, 2, 3, H, W)
     docs, models = {}, {}
     for key, name, label in tqdm(ZOO_SYSTEMS[channel], desc='zoo systems', disable=not show_progress):
         ck = load_entry(name, root)
         model = models[label] = build_from_checkpoint(ck).to(device).eval()
-        recs = evaluate(model, test, snrs_db, seed=seed, max_groups=max_groups)
+        recs = evaluate(model, test, snrs_db, seed=seed, max_groups=max_groups, batch_size=256)
         docs[key] = eval_results(label, recs, model, seed=seed, checkpoint=f'zoo:{name}', ckpt=ck,
                                  data=f"{DATA_LABELS.get(data, data)}; fixed test grouping, {recs[0]['n']} groups of {model.n_users}",
                                  description=f"kdd_quickstart: zoo entry {name} ({label})")
@@ -169,7 +176,7 @@ def _write_quickstart(out_dir: Path, docs: dict, models: dict, test, *, data: st
     fig = comparison_figure(list(docs.values()), {'separation (best codec at capacity)': sep} if sep else None, snrs_db=snrs_db,
                             title=f"{DATA_LABELS.get(data, data)}, {channel.upper()}, K=2", capacity=channel == 'awgn')
     atomic_write(out_dir / 'quickstart.png', lambda p: fig.savefig(p, dpi=110, format='png')); plt.close(fig)
-    x = next(iter(test))[0][:2].float()                                               # (2, K, 3, H, W): two groups
+    x = test[:2].float()                                                              # (2, K, 3, H, W): two groups
     fig = systems_grid(models, x, seed=seed)
     atomic_write(out_dir / 'quickstart_grid.png', lambda p: fig.savefig(p, dpi=110, format='png')); plt.close(fig)
     head = f"# kdd_quickstart: {channel.upper()}, {DATA_LABELS.get(data, data)}\n\n![curves](quickstart.png)\n\n![decodings](quickstart_grid.png)\n\n"

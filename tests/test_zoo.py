@@ -73,4 +73,4 @@ def test_quickstart_reproduces_readme_table_in_a_minute(real_data, tmp_path):
         want = json.loads((ref / f"eval_{key}.json").read_text())["results"]
         for metric in ("psnr", "ssim"):
             assert max(abs(a - b) for a, b in zip(got[metric], want[metric])) <= (0.05 if metric == "psnr" else 5e-4), (key, metric)
-    assert wall < 90, f"kdd_quickstart took {wall:.0f} s (goal: under a minute on 2 cores; 90 s allows a loaded CI machine)"
+    assert wall < 120, f"kdd_quickstart took {wall:.0f} s (goal: under a minute on 2 idle cores; 120 s allows a loaded machine)"

@@ -2,8 +2,8 @@
 """Render nbs/index.ipynb to README.md: markdown as is, code in ```python blocks, text outputs below.
 
 Cell directives understood (as in Quarto/nbdev): `#| hide` drops the cell, `#| echo: false` drops its source,
-`#| output: asis` emits its printed output as markdown. Image links relative to nbs/ (`](images/...`) are
-rewritten relative to the repository root. nbdev's own `nbdev_readme` needs Quarto, which is not installable
+`#| output: asis` emits its printed output as markdown. Links relative to nbs/ (`](images/...`, `](../results/...`)
+are rewritten relative to the repository root. nbdev's own `nbdev_readme` needs Quarto, which is not installable
 offline; this does the same job for the README only. Usage: python tools/make_readme.py [--no-exec]
 """
 import os, sys
@@ -33,7 +33,7 @@ def output_text(c) -> str:
 out = []
 for c in nb.cells:
     src = ''.join(c.source) if isinstance(c.source, list) else c.source
-    if c.cell_type == 'markdown': out.append(src.replace('](images/', '](nbs/images/')); continue
+    if c.cell_type == 'markdown': out.append(src.replace('](images/', '](nbs/images/').replace('](../', '](')); continue
     opts, code = directives(src)
     if 'hide' in opts or 'default_exp' in opts: continue
     if opts.get('echo') != 'false' and code.strip(): out.append(f'```python\n{code}\n```')
