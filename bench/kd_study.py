@@ -35,7 +35,7 @@ SNRS = (0., 5., 10., 15., 20.)
 CHANNELS = {'awgn': 'none', 'rayleigh': 'rayleigh'}
 BUDGET = dict(preset='cpu-small', teacher_steps=2000, student_steps=1000, batch_size=32, val_every=250)
 MAIN_ARMS = ('scratch', 'nokd', 'kd')
-EXTRA_ARMS = ('fa-x2000', 'crosskd-only', 'fa-only', 'scratch-total', 'fa-x10', 'fa-x100', 'fa-x0.1', 'fa-dec')
+EXTRA_ARMS = ('scratch-total', 'fa-x2000', 'crosskd-only', 'fa-only', 'fa-x100', 'fa-x10', 'fa-x0.1', 'fa-dec')
 N_BOOT = 2000
 
 
@@ -98,7 +98,7 @@ def train_config_for(channel: str, arm: str, seed: int, budget: dict):
                         seed=0 if arm == 'teacher' else seed, **spec)
 
 
-def do_run(channel: str, arm: str, seed: int, runs: Path, budget: dict = BUDGET) -> Path:
+def do_run(channel: str, arm: str, seed: int, runs: Path, budget: dict = BUDGET, data: str = 'cifar10-npz') -> Path:
     "Train (or resume) one run and write its per-image scores; a run whose npz exists is skipped."
     import torch
     torch.set_num_threads(int(os.environ.get('KDD_STUDY_THREADS', '1')))
@@ -107,9 +107,10 @@ def do_run(channel: str, arm: str, seed: int, runs: Path, budget: dict = BUDGET)
     if target.exists(): return target
     cfg = train_config_for(channel, arm, seed, budget)
     out = run_dir(runs, channel, arm, seed)
+    out.mkdir(parents=True, exist_ok=True); (out / 'RUNNING').write_text(str(os.getpid()))   # the scheduler's lock
     teacher = run_dir(runs, channel, 'teacher', 0) / 'best.pt' if cfg.init_from == 'teacher' else None
     t0 = time.time()
-    train_stage(cfg, data='cifar10-npz', out_dir=out, teacher=teacher, resume=(out / 'last.pt').exists(),
+    train_stage(cfg, data=data, out_dir=out, teacher=teacher, resume=(out / 'last.pt').exists(),
                 device='cpu', show_progress=False)
     ck, last = load_checkpoint(out / 'best.pt'), load_checkpoint(out / 'last.pt')
     scores = per_image_scores(load_model(out / 'best.pt'), test_groups())
@@ -121,6 +122,7 @@ def do_run(channel: str, arm: str, seed: int, runs: Path, budget: dict = BUDGET)
     tmp = target.with_suffix('.tmp.npz')
     np.savez_compressed(tmp, snr_db=np.array(SNRS), meta=json.dumps(meta, default=str), **scores)
     os.replace(tmp, target)
+    (out / 'RUNNING').unlink(missing_ok=True)
     print(f"{channel}/{arm}-s{seed}: best step {meta['best_step']}, {meta['train_time_s'] / 60:.1f} min, "
           f"PSNR {scores['psnr'].mean((1, 2)).round(2).tolist()}", flush=True)
     return target
@@ -136,6 +138,13 @@ def queue(channels, seeds: int, extras: bool, oma: bool) -> list:
     return q
 
 
+def running_elsewhere(runs: Path, r: tuple) -> bool:
+    "A live process holds the lock of run `r` (another scheduler or a manual `run`)."
+    lock = run_dir(runs, *r) / 'RUNNING'
+    try: os.kill(int(lock.read_text()), 0); return True
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError): return False
+
+
 def run_all(args) -> None:
     "Run the queue with `--jobs` worker processes; a run waits for its channel's teacher."
     q, running = queue(args.channels, args.seeds, not args.no_extras, not args.no_oma), {}
@@ -146,10 +155,12 @@ def run_all(args) -> None:
                 running.pop(key)
                 if p.returncode: print(f"FAILED {key} (exit {p.returncode}); see {log}", flush=True)
         ready = [r for r in q if npz_path(*r).exists() or r[1] == 'teacher' or npz_path(r[0], 'teacher', 0).exists()]
+        elsewhere = sum(running_elsewhere(Path(args.runs), r) for r in q)      # runs of another scheduler count too
         for r in ready:
-            if len(running) >= args.jobs: break
+            if len(running) + elsewhere >= args.jobs: break
             q.remove(r)
             if npz_path(*r).exists(): continue
+            if running_elsewhere(Path(args.runs), r): q.append(r); continue   # checked again next round
             cmd = [sys.executable, __file__, 'run', *map(str, r), '--runs', str(args.runs)]
             running[r] = subprocess.Popen(cmd, stdout=open(log, 'a'), stderr=subprocess.STDOUT)
             print(f"{time.strftime('%H:%M:%S')} started {r}", flush=True)

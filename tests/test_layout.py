@@ -37,3 +37,27 @@ def test_readme_generated_from_index():
     readme = (ROOT / "README.md").read_text()
     assert "generated from nbs/index.ipynb" in readme
     for cmd in ["pip install -e", "bash tools/test.sh"]: assert cmd in readme
+
+
+def test_results_readme_lists_every_file():
+    readme = (ROOT / "results" / "README.md").read_text()
+    for p in sorted((ROOT / "results").iterdir()):
+        if p.name == "README.md": continue
+        assert (f"`{p.name}" in readme) or (p.is_dir() and f"`{p.name}/" in readme), f"results/README.md does not list {p.name}"
+    for p in sorted((ROOT / "results").glob("*/*")):
+        if p.parent.name != "kd_study": assert f"`{p.name}`" in readme, f"results/README.md does not list {p.parent.name}/{p.name}"
+
+
+OUTPUT_CAP = 400_000      # bytes of one cell output (a small figure is 20-150 kB)
+NOTEBOOK_CAP = 3_000_000  # bytes of all outputs of one notebook
+
+
+@pytest.mark.parametrize("nb", NBS + [ROOT / "nbs" / "index.ipynb"], ids=lambda p: p.stem)
+def test_committed_outputs_are_small(nb):
+    "Notebooks keep the outputs that teach (figures, printed tables) but no output is large."
+    total = 0
+    for c in json.loads(nb.read_text())["cells"]:
+        for o in c.get("outputs", []):
+            n = len(json.dumps(o)); total += n
+            assert n <= OUTPUT_CAP, f"{nb.name}: an output of {n} bytes (cap {OUTPUT_CAP}): make the figure smaller"
+    assert total <= NOTEBOOK_CAP, f"{nb.name}: {total} bytes of outputs (cap {NOTEBOOK_CAP})"

@@ -1,0 +1,53 @@
+"""The KD study (bench/kd_study.py): arms are what the notebook says, the committed results JSON are exactly what
+`report` computes from the committed per-image files, and one run works end to end at toy size."""
+import importlib.util, json, math
+from pathlib import Path
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location('kd_study', ROOT / 'bench' / 'kd_study.py')
+ks = importlib.util.module_from_spec(spec); spec.loader.exec_module(ks)
+
+
+def test_arms_hold_everything_but_the_method_equal():
+    from kdd_semnoma.kd import KDWeights
+    cfgs = {a: ks.train_config_for('awgn', a, 1, ks.BUDGET) for a in ('scratch', 'nokd', 'kd', 'fa-x2000', 'crosskd-only', 'scratch-total')}
+    same = ('lr', 'weight_decay', 'grad_clip', 'lr_schedule', 'warmup_steps', 'batch_size', 'model', 'seed', 'snr_low', 'snr_high')
+    for a, c in cfgs.items():
+        assert all(getattr(c, f) == getattr(cfgs['kd'], f) for f in same), a
+    assert (cfgs['scratch'].init_from, cfgs['nokd'].init_from, cfgs['kd'].init_from) == ('scratch', 'teacher', 'teacher')
+    assert cfgs['kd'].kd == KDWeights() and cfgs['kd'].crosskd_at == 6 and ks.train_config_for('rayleigh', 'kd', 0, ks.BUDGET).crosskd_at == 1
+    assert math.isclose(cfgs['fa-x2000'].kd.fa, 2000 * 200 / 4096) and cfgs['crosskd-only'].kd.fa == 0
+    assert cfgs['scratch-total'].max_steps == ks.BUDGET['teacher_steps'] + ks.BUDGET['student_steps']
+    assert cfgs['kd'].grad_clip == 0 and cfgs['kd'].weight_decay == 1e-4
+    with pytest.raises(ValueError, match='unknown arm'): ks.arm_spec('distill-harder')
+
+
+@pytest.mark.parametrize('channel', ['awgn', 'rayleigh'])
+def test_committed_results_are_what_report_computes(channel):
+    committed = json.loads((ROOT / 'results' / f'kd_study_cifar10_{channel}.json').read_text())
+    doc = json.loads(json.dumps(ks.report_channel(channel), default=float))
+    assert doc['results'].keys() == committed['results'].keys()
+    for k, v in doc['results'].items():
+        np.testing.assert_allclose(np.array(v, float), np.array(committed['results'][k], float), atol=1e-9, err_msg=k)
+    assert committed['config']['seeds']['kd'] == committed['config']['seeds']['nokd'] and len(committed['config']['seeds']['kd']) >= 3
+
+
+def test_bootstrap_interval_covers_the_mean_and_pairs():
+    rng = np.random.default_rng(0)
+    a = rng.normal(20, 1, (3, 200, 2)); b = a - 0.3 + rng.normal(0, 0.01, a.shape)
+    m, lo, hi, s = ks.bootstrap_mean(a, b)
+    assert s == 3 and lo < m < hi and abs(m - 0.3) < 0.01 and hi - lo < 0.02      # paired: the shared noise cancels
+    m1, lo1, hi1, _ = ks.bootstrap_mean(a[:1])
+    assert lo1 < m1 < hi1
+
+
+def test_one_run_end_to_end_at_toy_size(tmp_path, monkeypatch):
+    monkeypatch.setenv('KDD_SEMNOMA_HOME', str(tmp_path / 'home'))
+    monkeypatch.setattr(ks, 'NPZ_DIR', tmp_path / 'npz')
+    monkeypatch.setattr(ks, 'test_groups', lambda: __import__('torch').rand(3, 2, 3, 32, 32))
+    budget = dict(preset='tiny', teacher_steps=2, student_steps=2, batch_size=4, val_every=2)
+    for arm in ('teacher', 'kd'): ks.do_run('awgn', arm, 0, tmp_path / 'runs', budget, data='tiles')
+    z = np.load(tmp_path / 'npz' / 'awgn' / 'kd-s0.npz')
+    assert z['psnr'].shape == (5, 3, 2) and json.loads(str(z['meta']))['train_config']['stage'] == 'student'
