@@ -66,9 +66,8 @@ def npz_path(channel: str, arm: str, seed: int) -> Path:
 
 def test_groups():
     "The 466 pixel-exact CIFAR-10 test pairs, (466, 2, 3, 32, 32), in the kit's fixed grouping."
-    import torch
-    from kdd_semnoma.data import get_dls
-    return torch.cat([b[0] for b in get_dls('cifar10-npz', 2, 128, seed=0).test])
+    from kdd_semnoma.quickstart import test_groups as fixed_test_groups
+    return fixed_test_groups('cifar10-npz', 2, seed=0)
 
 
 def per_image_scores(model, x, snrs=SNRS, *, seed: int = 0, batch: int = 128) -> dict:

@@ -17,9 +17,10 @@ from .channel import ChannelConfig
 from .viz import show_image, plot_constellation
 from .data import get_dls
 from .metrics import psnr
-from .semnoma import build_from_checkpoint, read_checkpoint, init_student_from_teacher, with_channel
+from .semnoma import build_from_checkpoint, init_student_from_teacher, with_channel
 from .train import STAGES, train_config, build_model, fit, freeze
-from .zoo import load_entry
+from .zoo import ZOO_PREFIX
+from .evaluate import open_checkpoint
 
 # %% auto #0
 __all__ = ['FADING_NAMES', 'STAGE_LABELS', 'KIND_LABELS', 'ZOO_DEMO', 'DemoModel', 'n_users_of', 'pick_model', 'demo_channel',
@@ -196,11 +197,11 @@ def _checkpoint_stage(ck: dict) -> str:
 
 def load_demo_models(checkpoints,              # {name: path} or [path, ...] (names from the checkpoints)
                      *, device=None) -> dict:  # {name: DemoModel}
-    "Rebuild demo models from training checkpoints (`best.pt` / `last.pt` of notebook 09, or `model.save`)."
+    "Rebuild demo models from training checkpoints (`best.pt` / `last.pt` of notebook 09, `model.save`) or zoo names (`zoo:NAME`)."
     items = checkpoints.items() if isinstance(checkpoints, dict) else [(None, p) for p in checkpoints]
     out = {}
     for name, path in items:
-        ck = read_checkpoint(path)
+        ck = open_checkpoint(path)
         model = build_from_checkpoint(ck).to(device or 'cpu').eval()
         name = name or demo_label(_checkpoint_stage(ck), n_users_of(model))
         if name in out: raise ValueError(f"two checkpoints give the name {name!r}: pass a dict {{name: path}} to name them.")
@@ -210,13 +211,8 @@ def load_demo_models(checkpoints,              # {name: path} or [path, ...] (na
 ZOO_DEMO = ('kd-semnoma-cifar10-awgn', 'semnoma-cifar10-awgn', 'oma-cifar10-awgn', 'teacher-cifar10-awgn')
 
 def zoo_demo_models(names: tuple = ZOO_DEMO, *, device=None) -> dict:  # {name: DemoModel}
-    "The trained systems of the zoo as demo models, named from their training stage and K."
-    out = {}
-    for n in names:
-        ck = load_entry(n)
-        model = build_from_checkpoint(ck).to(device or 'cpu').eval()
-        out[demo_label(_checkpoint_stage(ck), n_users_of(model))] = DemoModel(model, f"zoo:{n} (trained CIFAR-10 system; card: zoo/{n}/README.md)")
-    return out
+    "The trained systems of the zoo as demo models (checksum-verified), named from their training stage and K."
+    return load_demo_models([ZOO_PREFIX + n for n in names], device=device)
 
 # %% ../nbs/14_demo.ipynb #1687dce2
 def tiny_demo_models(ks: tuple = (2, 3),         # the numbers of users to train models for

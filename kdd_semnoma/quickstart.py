@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 import matplotlib.pyplot as plt
 from fastcore.script import call_parse, store_true
-from .core import default_device, atomic_write, data_path, cli_errors
+from .core import default_device, atomic_write, data_path, cli_errors, make_generator
 from .channel import snr_grid
 from .data import get_dls, CIFAR10_NPZ, MultiUserDataset, cifar10_from_npz
 from .metrics import save_results, load_results, records_to_table
@@ -118,7 +118,7 @@ def systems_grid(models: dict,            # {label: model}
     "Figure: originals, then every system's decoding at each SNR (seeded as `evaluate`), with per-image PSNR."
     B, K = x.shape[:2]; cols = [(lbl, s) for lbl in models for s in snrs_db]
     fig, axs = plt.subplots(B * K, 1 + len(cols), figsize=(size * (1 + len(cols)), size * 1.25 * B * K), squeeze=False)
-    outs = {(lbl, s): m.eval()(x, torch.full((B,), float(s)), generator=torch.Generator().manual_seed(seed * 1000 + i)).x_hat.clamp(0, 1)
+    outs = {(lbl, s): m.eval()(x, torch.full((B,), float(s)), generator=make_generator(seed * 1000 + i)).x_hat.clamp(0, 1)
             for lbl, m in models.items() for i, s in enumerate(snrs_db)}
     for r in range(B * K):
         b, k = divmod(r, K)
