@@ -27,12 +27,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from kdd_semnoma.channel import fading_of
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / 'results'
 NPZ_DIR = RESULTS / 'kd_study'
 SNRS = (0., 5., 10., 15., 20.)
-CHANNELS = {'awgn': 'none', 'rayleigh': 'rayleigh'}
+CHANNELS = ('awgn', 'rayleigh')   # channel names of channel.CHANNEL_NAMES studied here
 BUDGET = dict(preset='cpu-small', teacher_steps=2000, student_steps=1000, batch_size=32, val_every=250)
 MAIN_ARMS = ('scratch', 'nokd', 'kd')
 EXTRA_ARMS = ('scratch-total', 'fa-x2000', 'crosskd-only', 'fa-only', 'fa-x100', 'fa-x10', 'fa-x0.1', 'fa-dec')
@@ -92,7 +93,7 @@ def train_config_for(channel: str, arm: str, seed: int, budget: dict):
     spec = arm_spec(arm)
     steps = {'T': budget['teacher_steps'], 'S': budget['student_steps'],
              'T+S': budget['teacher_steps'] + budget['student_steps']}[spec.pop('steps')]
-    return train_config(spec.pop('stage'), budget['preset'], fading=CHANNELS[channel], max_steps=steps,
+    return train_config(spec.pop('stage'), budget['preset'], fading=fading_of(channel), max_steps=steps,
                         batch_size=budget['batch_size'], val_every=budget['val_every'],
                         seed=0 if arm == 'teacher' else seed, **spec)
 
@@ -232,7 +233,7 @@ def report_channel(channel: str) -> dict | None:
                     f"batch and student steps; one shared teacher. Means over seeds, pairs and users; 95 % CIs by a "
                     f"bootstrap over seeds and test pairs ({N_BOOT} resamples; pairs only for single-seed arms). "
                     f"Gains are paired by seed and test pair.",
-        config=dict(budget=BUDGET, optimiser=optim, channel=channel, fading=CHANNELS[channel], snr_db=list(SNRS),
+        config=dict(budget=BUDGET, optimiser=optim, channel=channel, fading=fading_of(channel), snr_db=list(SNRS),
                     eval_noise='SNR point i draws all noise/fading from make_generator(i) (identical for every model)',
                     seeds={a: sorted(m['seed'] for m in v['meta']) for a, v in arms.items()},
                     total_train_time_min=round(sum(r['train_time_min'] for r in runs.values()), 1),

@@ -1,27 +1,30 @@
-"""Training and inference speed of the SemNOMA student: images/s, peak memory, FLOP rate (issue 7).
+"""Training and inference speed of the kit's SemNOMA against the reference implementation's formulation, measured
+side by side in one process: images/s, speed-up ratios, peak memory, FLOP rate (issue 12).
 
-One command prints a table for the presets `paper` and `cpu-small`, K = 2 and 4, on CPU (2 threads by
-default) and on CUDA when present. The implementations of one (device, preset, K) run in one subprocess,
-alternating step by step, and each row reports its best step, so that load from other processes affects them
-alike. Peak memory: on CPU the peak RSS of a fresh process running one step of that row alone; on CUDA
-`max_memory_allocated`.
+One command prints a table for the presets `paper` and `cpu-small`, K = 2 and 4, on CPU (2 threads by default) and
+on CUDA when present. All variants of one (device, preset, K) run in one subprocess, interleaved step by step
+(round r times every variant once), so that load from other processes affects them alike. Each row reports the
+median step time and its spread (min-max over the timed rounds); each speed-up is the median over rounds of the
+per-round ratio t_reference / t_variant, with its min-max. Peak memory: on CPU the peak RSS of a fresh process
+running one step of that variant alone; on CUDA `max_memory_allocated`.
 
-Workload (the reference's): a batch of 32 groups × K users of random 32×32 images, per-example SNR drawn
-from U[0, 20] dB, AWGN NOMA channel, L1 loss, AdamW (lr 1e-4). "img/s" counts user images (B·K per step).
+Workload (the reference's): a batch of 32 groups x K users of random 32x32 images, per-example SNR drawn from
+U[0, 20] dB, AWGN NOMA channel, L1 loss, AdamW (lr 1e-4, weight decay 1e-4). "img/s" counts user images (B*K).
 
-Implementations:
-  reference  the straightforward formulation of the original code on the same weights: a Python loop over
-             users through the encoder, K decoders in a loop, NCHW tensors, permute–Linear ConvNeXt blocks,
-             foreach AdamW, inference under no_grad;
-  fast       the kit's default: all B·K images through the encoder as one batch, channels-last memory format,
-             1×1-conv ConvNeXt blocks (no permute copies), fused AdamW, inference under inference_mode;
-  +bf16 / +compile   (CUDA) bf16 autocast, torch.compile.
+Variants:
+  reference  the reference implementation's formulation on the same weights (bench/reference_impl.py): NCHW
+             everywhere, its channels-first LayerNorm, dwconv -> permute -> nn.LayerNorm -> Linear -> GELU -> Linear
+             -> gamma -> permute back, one encoder call per user, plain (non-fused, non-foreach) AdamW, no_grad inference;
+  kit        the kit's one forward path: all B*K images through the encoder as one batch, channels-last memory,
+             1x1-conv ConvNeXt blocks, fused AdamW, inference_mode;
+  +compile   torch.compile of the encoder and decoders (inductor; --compile), +bf16 (CUDA) bf16 autocast.
 
-FLOP rates use the FlopCounterMode counts of `deepjscc.flops_per_image` (training ≈ 3× forward) and are
-compared with this machine's measured fp32 matmul throughput at the same thread count.
+FLOP rates use the FlopCounterMode counts of `deepjscc.flops_per_image` (training = 3x forward) and are compared
+with this machine's measured fp32 matmul throughput at the same thread count.
 
-    python bench/train_speed.py            # full table (a few minutes on 2 CPU cores)
-    python bench/train_speed.py --quick    # 1 warm-up + 2 timed steps per row
+    python bench/train_speed.py                       # full CPU table (about 10 minutes on 2 idle cores)
+    python bench/train_speed.py --quick               # 1 warm-up + 2 timed rounds per row
+    python bench/train_speed.py --results results/train_speed_cpu.json   # the README's table
 """
 from __future__ import annotations
 import argparse, json, os, resource, subprocess, sys, time
@@ -43,19 +46,22 @@ def _build(spec: dict, v: dict):
     import torch
     from contextlib import nullcontext
     from kdd_semnoma.deepjscc import get_config
-    from kdd_semnoma.layers import set_impl
     from kdd_semnoma.semnoma import SemNOMA
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from reference_impl import to_reference, reference_adamw
     dev = torch.device(spec['device'])
     torch.manual_seed(0)
-    model = set_impl(SemNOMA(get_config(spec['preset'], n_users=spec['users'])), v['impl']).to(dev)
-    if v['impl'] == 'fast': model = model.to(memory_format=torch.channels_last)
-    try: opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=v['impl'] == 'fast')
-    except (RuntimeError, TypeError): opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    kit = SemNOMA(get_config(spec['preset'], n_users=spec['users']))
+    if v['impl'] == 'reference':
+        model = to_reference(kit).to(dev); opt = reference_adamw(model)
+    else:
+        model = kit.to(dev).to(memory_format=torch.channels_last)
+        try: opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, fused=True)
+        except (RuntimeError, TypeError): opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
     if v['compile']:                     # compile the real-valued networks; the complex channel stays eager
         for net in [model.encoder, *model.decoders]: net.compile()
-    fwd = model
     amp = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if v['bf16'] else nullcontext
-    return model, opt, fwd, amp
+    return model, opt, model, amp
 
 def run_one(spec: dict) -> list:
     "Time all variants of one (device, preset, K) in this process, alternating step by step (fair under load)."
@@ -81,7 +87,7 @@ def run_one(spec: dict) -> list:
     def infer_step(v, b):
         model, opt, fwd, amp = b
         snr = sample_snr_db(B, 0., 20., generator=g, device=dev)
-        with (torch.inference_mode() if v['impl'] == 'fast' else torch.no_grad()), amp(): fwd(x, snr, generator=g)
+        with (torch.no_grad() if v['impl'] == 'reference' else torch.inference_mode()), amp(): fwd(x, snr, generator=g)
 
     res = [dict(spec, **v, train_s=[], infer_s=[], train_cpu_s=[], infer_cpu_s=[], peak_mem_mb=0.) for v in spec['variants']]
     for phase, fn, key in (('train', train_step, 'train_s'), ('eval', infer_step, 'infer_s')):
@@ -94,12 +100,20 @@ def run_one(spec: dict) -> list:
                     r[key].append(time.perf_counter() - t); r[key.replace('_s', '_cpu_s')].append(time.process_time() - c)
                 if dev.type == 'cuda': r['peak_mem_mb'] = max(r['peak_mem_mb'], torch.cuda.max_memory_allocated() / 2 ** 20)
     fl = flops_per_image(cfg); f_img = fl['encoder'] + fl['decoder']
+    med = lambda v: sorted(v)[len(v) // 2] if len(v) % 2 else sum(sorted(v)[len(v) // 2 - 1:len(v) // 2 + 1]) / 2
     for r in res:
-        t_tr, t_in = min(r['train_s']), min(r['infer_s'])       # best step: other processes only ever slow a step down
+        t_tr, t_in = med(r['train_s']), med(r['infer_s'])
         r.update(train_img_s=B * K / t_tr, infer_img_s=B * K / t_in, gflop_per_img=f_img / 1e9,
-                 train_img_per_cpu_s=B * K / min(r['train_cpu_s']), infer_img_per_cpu_s=B * K / min(r['infer_cpu_s']),
+                 train_img_s_range=[B * K / max(r['train_s']), B * K / min(r['train_s'])],
+                 infer_img_s_range=[B * K / max(r['infer_s']), B * K / min(r['infer_s'])],
+                 train_img_per_cpu_s=B * K / med(r['train_cpu_s']), infer_img_per_cpu_s=B * K / med(r['infer_cpu_s']),
                  train_gflop_s=3 * f_img * B * K / t_tr / 1e9, infer_gflop_s=f_img * B * K / t_in / 1e9,
                  device_name=torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu')
+    base = res[0]                                    # the first variant is the reference: per-round ratios against it
+    for r in res:
+        for key in ('train', 'infer'):
+            ratios = [b / t for b, t in zip(base[f'{key}_s'], r[f'{key}_s'])]
+            r[f'{key}_speedup'] = med(ratios); r[f'{key}_speedup_range'] = [min(ratios), max(ratios)]
     return res
 
 def mem_one(spec: dict) -> float:
@@ -115,11 +129,12 @@ def main(argv=None):
     p.add_argument('--quick', action='store_true', help='1 warm-up and 2 timed steps per row')
     p.add_argument('--presets', default='paper,cpu-small'); p.add_argument('--users', default='2,4')
     p.add_argument('--devices', default='cpu,cuda', help='cuda rows are skipped when no GPU is present')
-    p.add_argument('--impls', default='reference,fast'); p.add_argument('--threads', type=int, default=2)
-    p.add_argument('--batch', type=int, default=32); p.add_argument('--steps', type=int, default=5)
+    p.add_argument('--impls', default='reference,kit', help='reference first: ratios are taken against the first'); p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--batch', type=int, default=32); p.add_argument('--steps', type=int, default=7, help='timed rounds')
     p.add_argument('--warmup', type=int, default=2)
-    p.add_argument('--compile', action='store_true', help='also time torch.compile (fast impl; slow to compile)')
-    p.add_argument('--json', default=None, help='also write all rows to this JSON file')
+    p.add_argument('--compile', action='store_true', help='also time torch.compile of the kit (slow to compile)')
+    p.add_argument('--json', default=None, help='also write all rows (raw) to this JSON file')
+    p.add_argument('--results', default=None, help='write the results file (kit schema, command inside) here')
     p.add_argument('--one', default=None, help=argparse.SUPPRESS)
     p.add_argument('--mem', default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -140,8 +155,8 @@ def main(argv=None):
     print(_header(), flush=True)
     for d in devices:
         variants = [dict(impl=i, bf16=False, compile=False) for i in a.impls.split(',')]
-        if d == 'cuda': variants += [dict(impl='fast', bf16=True, compile=False)] + ([dict(impl='fast', bf16=True, compile=True)] if a.compile else [])
-        elif a.compile: variants += [dict(impl='fast', bf16=False, compile=True)]
+        if d == 'cuda': variants += [dict(impl='kit', bf16=True, compile=False)] + ([dict(impl='kit', bf16=True, compile=True)] if a.compile else [])
+        elif a.compile: variants += [dict(impl='kit', bf16=False, compile=True)]
         for preset in a.presets.split(','):
             for k in (int(u) for u in a.users.split(',')):
                 spec = dict(device=d, preset=preset, users=k, batch=a.batch, steps=a.steps, warmup=a.warmup, threads=a.threads,
@@ -153,17 +168,37 @@ def main(argv=None):
                     r['matmul_gflop_s'] = peak[d]; rows.append(r); print(_fmt(r), flush=True)
     print(f"\nmeasured fp32 matmul throughput (2048x2048, best of 10; {a.threads} threads on CPU): "
           + ', '.join(f"{d}: {v:.0f} GFLOP/s" for d, v in peak.items()))
-    ref = {(r['device'], r['preset'], r['users']): r for r in rows if r['impl'] == 'reference' and not r['bf16'] and not r['compile']}
     for r in rows:
-        base = ref.get((r['device'], r['preset'], r['users']))
-        if base and r is not base:
+        if r['impl'] != 'reference' or r['bf16'] or r['compile']:
             print(f"speed-up {_name(r):>20} over reference, {r['device']} {r['preset']:9} K={r['users']}: "
-                  f"train {r['train_img_s'] / base['train_img_s']:.2f}x, infer {r['infer_img_s'] / base['infer_img_s']:.2f}x")
-    print("notes: img/s counts user images (B*K per step); best step of the timed ones, variants alternated step by step;\n"
-          "other processes sharing the CPU still add noise (img/cpu-s: images per second of this process's CPU time,\n"
-          "less sensitive to other load). % matmul = training FLOP rate (3x forward FLOPs) / measured matmul throughput.")
+                  f"train {r['train_speedup']:.2f}x ({r['train_speedup_range'][0]:.2f}-{r['train_speedup_range'][1]:.2f}), "
+                  f"infer {r['infer_speedup']:.2f}x ({r['infer_speedup_range'][0]:.2f}-{r['infer_speedup_range'][1]:.2f})")
+    print("notes: img/s counts user images (B*K per step); median of the timed rounds (range: min-max), variants interleaved\n"
+          "step by step in one process; speed-up = median over rounds of t_reference / t_variant (range: min-max).\n"
+          "% matmul = training FLOP rate (3x forward FLOPs) / measured matmul throughput.")
     if a.json:
         with open(a.json, 'w') as f: json.dump(rows, f, indent=1)
+    if a.results: write_results(rows, a, peak)
+
+
+def write_results(rows: list, a, peak: dict) -> None:
+    "The rows as a results file in the kit's schema (one record per row and metric), with the command inside."
+    from kdd_semnoma.metrics import save_results
+    keep = ('train_img_s', 'infer_img_s', 'train_speedup', 'infer_speedup', 'peak_mem_mb', 'train_gflop_s', 'infer_gflop_s')
+    recs = [dict(row=f"{r['device']} {r['preset']} K={r['users']}", user=-1, metric=f"{m}[{_name(r)}]", value=r[m], n=len(r['train_s']),
+                 **({'range': r[f'{m}_range']} if f'{m}_range' in r else {}))
+            for r in rows for m in keep]
+    save_results(a.results, name='train_speed', records=recs, x='row', seed=0,
+                 description='SemNOMA training / inference speed: the kit against the reference formulation, side by side in one process',
+                 config=dict(batch_groups=a.batch, rounds=a.steps, warmup=a.warmup, threads=a.threads, optimiser='AdamW lr 1e-4 wd 1e-4',
+                             workload='random 32x32 images, SNR ~ U[0, 20] dB, AWGN NOMA, L1 loss'),
+                 data='random images (speed only)', command='python bench/train_speed.py ' + ' '.join(sys.argv[1:]),
+                 matmul_gflop_s=peak, rows=rows,
+                 conventions={'img_s': 'user images per second (B*K per step), median over rounds',
+                              'speedup': 'median over rounds of t_reference / t_variant, rounds interleaved in one process',
+                              'peak_mem_mb': 'CPU: peak RSS of a fresh process running one step of the variant alone'})
+    print(f"-> {a.results}")
+
 
 def _name(r): return r['impl'] + ('+bf16' if r['bf16'] else '') + ('+compile' if r['compile'] else '')
 def _header():

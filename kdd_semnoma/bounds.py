@@ -198,18 +198,21 @@ class CodecTable(NamedTuple):
     ssim: dict              # codec -> (N, S) SSIM of the decoded image
     fallback_mse: np.ndarray    # (N, 2) MSE of [own mean colour (24 bits), prior mean colour]
     fallback_ssim: np.ndarray   # (N, 2) SSIM of the same
+    pred: dict | None = None            # codec -> (N, S) classifier's class for each decoded image (if `classify` given)
+    fallback_pred: np.ndarray | None = None  # (N, 2) the same for the two fallbacks
 
 def codec_table(x: Tensor,                       # (N, 3, H, W) images in [0, 1] (8-bit values)
                 codecs: tuple | None = None,     # None -> every available codec
                 *, prior_colour: Tensor | None = None,  # (3,) receiver's prior mean colour; None -> mean of x
+                classify=None,                   # optional fn (M, 3, H, W) -> (M,) class ids (metrics.predict_classes)
                ) -> CodecTable:
-    "Encode/decode every image at every codec setting and measure size, MSE and SSIM."
+    "Encode/decode every image at every codec setting and measure size, MSE and SSIM (and the classifier's class)."
     from PIL import Image
     if x.ndim != 4 or x.shape[1] != 3: raise ValueError(f"x must be (N, 3, H, W); got {tuple(x.shape)}.")
     codecs = available_codecs() if codecs is None else available_codecs(codecs)
     u8 = (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()            # (N, H, W, 3)
     xq = torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 255                      # (N, 3, H, W)
-    tot, pay, mse, ss = {}, {}, {}, {}
+    tot, pay, mse, ss, pred = {}, {}, {}, {}, {}
     for c in codecs:
         grid = CODEC_SETTINGS[c][2]; dec = []; t, p = np.zeros((len(u8), len(grid)), int), np.zeros((len(u8), len(grid)), int)
         for i, a in enumerate(u8):
@@ -221,10 +224,13 @@ def codec_table(x: Tensor,                       # (N, 3, H, W) images in [0, 1]
         ref = xq[:, None].expand_as(xh)                                                 # (N, S, 3, H, W)
         tot[c], pay[c] = t, p
         mse[c] = (xh - ref).pow(2).flatten(2).mean(-1).double().numpy(); ss[c] = ssim(xh, ref).double().numpy()
+        if classify is not None: pred[c] = np.asarray(classify(xh.flatten(0, 1))).reshape(len(u8), len(grid))
     own = ((xq.mean((2, 3)) * 255).round() / 255)[:, :, None, None].expand_as(xq)   # 8-bit mean colour
     prior = (xq.mean((0, 2, 3)) if prior_colour is None else prior_colour.float())[None, :, None, None].expand_as(xq)
     fb = torch.stack([own, prior], 1); ref = xq[:, None].expand_as(fb)               # (N, 2, 3, H, W)
-    return CodecTable(tot, pay, mse, ss, (fb - ref).pow(2).flatten(2).mean(-1).double().numpy(), ssim(fb, ref).double().numpy())
+    fb_pred = None if classify is None else np.asarray(classify(fb.flatten(0, 1))).reshape(len(u8), 2)
+    return CodecTable(tot, pay, mse, ss, (fb - ref).pow(2).flatten(2).mean(-1).double().numpy(), ssim(fb, ref).double().numpy(),
+                      pred if classify is not None else None, fb_pred)
 
 # %% ../nbs/11_bounds.ipynb #c54e92b8
 class Selection(NamedTuple):
@@ -233,6 +239,7 @@ class Selection(NamedTuple):
     ssim: np.ndarray         # (N,) SSIM
     bits: np.ndarray         # (N,) bits spent (0 in outage / prior fallback)
     fallback: np.ndarray     # (N,) 0 codec, 1 own mean colour, 2 prior mean colour
+    pred: np.ndarray | None = None   # (N,) classifier's class for what the receiver shows (tables with predictions)
 
 def select_encoding(tab: CodecTable, budget_bits,   # (N,) or scalar per-image bit budget
                     *, codecs: tuple | None = None, headers: str = 'stripped',   # 'stripped' | 'counted'
@@ -252,7 +259,11 @@ def select_encoding(tab: CodecTable, budget_bits,   # (N,) or scalar per-image b
     if outage is not None: fb = np.where(np.asarray(outage, bool), 2, fb)
     out_mse = np.where(fb == 0, mse[rows, j], tab.fallback_mse[rows, np.clip(fb - 1, 0, 1)])
     out_ss = np.where(fb == 0, ss[rows, j], tab.fallback_ssim[rows, np.clip(fb - 1, 0, 1)])
-    return Selection(out_mse, out_ss, np.where(fb == 0, size[rows, j], np.where(fb == 1, 24., 0.)), fb)
+    out_pred = None
+    if tab.pred is not None:
+        pr = np.concatenate([tab.pred[c] for c in codecs], 1)
+        out_pred = np.where(fb == 0, pr[rows, j], tab.fallback_pred[rows, np.clip(fb - 1, 0, 1)])
+    return Selection(out_mse, out_ss, np.where(fb == 0, size[rows, j], np.where(fb == 1, 24., 0.)), fb, out_pred)
 
 # %% ../nbs/11_bounds.ipynb #21cd84f1
 CHANNELS = ('awgn', 'awgn-oma-equal', 'rayleigh-csit', 'rayleigh-nocsit')
@@ -268,7 +279,9 @@ def _psnr(mse): return 10 * np.log10(1 / np.maximum(mse, 1e-12))
 
 def _sub(tab: CodecTable, idx: np.ndarray) -> CodecTable:
     "The table restricted to images `idx` (in that order)."
-    return CodecTable(*({c: a[idx] for c, a in d.items()} for d in tab[:4]), tab.fallback_mse[idx], tab.fallback_ssim[idx])
+    return CodecTable(*({c: a[idx] for c, a in d.items()} for d in tab[:4]), tab.fallback_mse[idx], tab.fallback_ssim[idx],
+                      None if tab.pred is None else {c: a[idx] for c, a in tab.pred.items()},
+                      None if tab.fallback_pred is None else tab.fallback_pred[idx])
 
 def _choose(t: CodecTable, bits, rblock, K: int, n_uses: int, **kw) -> tuple:  # (Selection, (G*K,) outage | None)
     "Budgets given (AWGN, CSIT): select. Block rates given (no CSIT): the fixed rate maximising mean PSNR, with outage."
@@ -284,7 +297,9 @@ def separation_records(tab: CodecTable,
                        snrs_db,                      # list of SNRs in dB
                        *, n_uses: int = 512,         # complex channel uses shared by the K users
                        channel: str = 'awgn',        # see CHANNELS
-                       seed: int = 0) -> list:       # tidy records dict(snr_db, user, metric, value, n)
+                       seed: int = 0,
+                       labels: np.ndarray | None = None,  # (G, K) class ids: sem_acc / sem_agree when the table has predictions
+                      ) -> list:                     # tidy records dict(snr_db, user, metric, value, n)
     "Separation baseline (codec + ideal channel code at the per-user bit budget) as tidy records."
     if channel not in CHANNELS: raise ValueError(f"channel must be one of {CHANNELS}, got {channel!r}.")
     groups = np.asarray(groups); G, K = groups.shape; recs = []
@@ -296,6 +311,8 @@ def separation_records(tab: CodecTable,
         main, outage = sel['psnr']
         per = {'psnr': _psnr(main.mse), 'psnr_mse': main.mse, 'ssim': main.ssim, 'bits': main.bits,
                'fallback_rate': (main.fallback > 0).astype(float), **{v: _psnr(o.mse) for v, (o, _) in sel.items() if v != 'psnr'}}
+        if main.pred is not None and labels is not None:
+            per['sem_acc'] = (main.pred == np.asarray(labels).reshape(-1)).astype(float)
         for m, v in per.items():
             v = v.reshape(G, K)                                                           # (G, K)
             for k in range(K):
@@ -321,20 +338,24 @@ def separation_results(ds,                            # dataset of single images
                        *, n_users: int = 2, n_uses: int = 512,  # K and the complex channel uses the K users share
                        n_groups: int | None = None,   # first groups of the fixed grouping; None -> all
                        seed: int = 0, data: str = '', codecs: tuple | None = None,
+                       classify=None,                 # fn (M, 3, H, W) -> (M,) class ids: adds sem_acc (semantic accuracy)
+                       classifier_name: str = '',     # what `classify` is, for the conventions
                        out_dir=None, prefix: str = 'separation') -> dict:  # {channel: results dict}
     "Separation baseline on a dataset: fixed grouping, codec table, one results dict (and file) per channel."
     groups = MultiUserDataset(ds, n_users, mode='fixed', seed=seed).groups.numpy()      # (G, K) dataset indices
     groups = groups[:n_groups]; used = np.unique(groups)
     x = torch.stack([ds[int(i)][0] for i in used])                                      # (N, 3, H, W)
     prior = torch.stack([ds[i][0].mean((1, 2)) for i in range(len(ds))]).mean(0)        # (3,)
-    tab = codec_table(x, codecs, prior_colour=prior)
+    tab = codec_table(x, codecs, prior_colour=prior, classify=classify)
+    labels = np.asarray([int(ds[int(i)][1]) for i in groups.reshape(-1)]).reshape(groups.shape)   # (G, K)
+    conv = {**SEPARATION_CONVENTIONS, **({'sem_acc': f'top-1 of {classifier_name or "the classifier"} on what the receiver shows (decoded image or fallback colour)'} if classify else {})}
     rows = np.searchsorted(used, groups)                                                # (G, K) rows of the table
     out = {}
     for ch in channels:
-        out[ch] = make_results(f'{prefix}-{ch}', separation_records(tab, rows, snrs_db, n_uses=n_uses, channel=ch, seed=seed),
+        out[ch] = make_results(f'{prefix}-{ch}', separation_records(tab, rows, snrs_db, n_uses=n_uses, channel=ch, seed=seed, labels=labels),
                                description=f'separation baseline: {"/".join(tab.mse)} at the per-user bit budget n*R on {ch}, ideal channel code',
                                config=dict(n_users=n_users, n_uses=n_uses, channel=ch, codecs={c: CODEC_SETTINGS[c] for c in tab.mse}),
                                seed=seed, data=f'{data}; {len(groups)} fixed groups of {n_users} (MultiUserDataset seed {seed}), {len(used)} images',
-                               conventions=SEPARATION_CONVENTIONS)
+                               conventions=conv)
         if out_dir is not None: save_results(out[ch], Path(out_dir) / f'{prefix}_{ch.replace("-", "_")}.json')
     return out

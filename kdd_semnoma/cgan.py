@@ -208,20 +208,24 @@ def load_cgan(path: str | Path, *, device=None) -> CGAN:
     return m
 
 # %% ../nbs/13_cgan.ipynb #a3010912
-def evaluate_refiner(x_hat: Tensor, x: Tensor, refiners: dict, *, lpips_fn=None, fid_fn=None) -> list:  # records
+def evaluate_refiner(x_hat: Tensor, x: Tensor, refiners: dict, *, lpips_fn=None, fid_fn=None,
+                     semantic_fn=None,               # metrics.semantic_metric_fn(classifier, labels)
+                     snr_db: float | None = None,    # tag the records with the SNR the inputs were decoded at
+                    ) -> list:  # records
     "Measure 'before' and every refiner {name: fn(x_hat) -> x_ref} against `x` with the diffusion sweep's metrics."
     if x_hat.shape != x.shape: raise ValueError(f"x_hat {tuple(x_hat.shape)} and x {tuple(x.shape)} must have the same shape.")
-    recs = []
+    recs, tag = [], ({} if snr_db is None else {'snr_db': float(snr_db)})
     for name, fn in {'before': lambda t: t, **refiners}.items():
-        for k, v in _metric_values(fn(x_hat).cpu(), x.cpu(), lpips_fn, fid_fn).items():
-            recs.append(dict(method=name, metric=k, value=v, n=int(x.reshape(-1, *x.shape[-3:]).shape[0])))
+        for k, v in _metric_values(fn(x_hat).cpu(), x.cpu(), lpips_fn, fid_fn, semantic_fn).items():
+            recs.append(dict(**tag, method=name, metric=k, value=v, n=int(x.reshape(-1, *x.shape[-3:]).shape[0])))
     return recs
 
 def cgan_results(records: list, *, name: str, description: str, config: dict, seed: int, data: str) -> dict:
-    "Common results-JSON dict for `evaluate_refiner` records."
-    methods = list(dict.fromkeys(r['method'] for r in records)); metrics = sorted({r['metric'] for r in records})
-    val = {(r['method'], r['metric']): r['value'] for r in records}
-    res = {'method': methods, **{mt: [val.get((me, mt)) for me in methods] for mt in metrics}}
+    "Common results-JSON dict for `evaluate_refiner` records (one row per method, or per (snr_db, method) when tagged)."
+    rows = list(dict.fromkeys((r.get('snr_db'), r['method']) for r in records)); metrics = sorted({r['metric'] for r in records})
+    val = {(r.get('snr_db'), r['method'], r['metric']): r['value'] for r in records}
+    res = {**({'snr_db': [s for s, _ in rows]} if any(s is not None for s, _ in rows) else {}),
+           'method': [me for _, me in rows], **{mt: [val.get((s, me, mt)) for s, me in rows] for mt in metrics}}
     conv = {'psnr': 'mean of per-image PSNR, data_range=1, no 8-bit rounding', 'images': '[0, 1] float',
             'hf_energy_ratio': 'Laplacian energy of output / reference (weight-free sharpness hint, not perceptual)',
             'lpips_fid': 'reported' if {'lpips', 'fid'} & set(metrics) else 'not reported: LPIPS/FID weights were not available in this run'}

@@ -11,9 +11,10 @@ from torch import Tensor
 from .core import db2lin, check_finite
 
 # %% auto #0
-__all__ = ['SNR_RANGE_DB', 'FADING_KINDS', 'power_split', 'normalize_power', 'check_snr_db', 'noise_var_from_snr',
-           'complex_noise', 'sample_snr_db', 'snr_grid', 'sample_fading', 'apply_fading', 'noma_mac',
-           'orthogonal_channel', 'estimate_csi', 'side_info', 'ChannelOutput', 'ChannelConfig', 'Channel']
+__all__ = ['SNR_RANGE_DB', 'FADING_KINDS', 'CHANNEL_NAMES', 'FADING_LABELS', 'power_split', 'normalize_power', 'check_snr_db',
+           'noise_var_from_snr', 'complex_noise', 'sample_snr_db', 'snr_grid', 'fading_of', 'sample_fading',
+           'apply_fading', 'noma_mac', 'orthogonal_channel', 'estimate_csi', 'side_info', 'ChannelOutput',
+           'ChannelConfig', 'Channel']
 
 # %% ../nbs/01_channel.ipynb #45ddb78f
 def power_split(n_users: int, *, total: float = 1.0,
@@ -101,6 +102,14 @@ def snr_grid(spec: str | list) -> list:  # SNRs in dB
 
 # %% ../nbs/01_channel.ipynb #2236173c
 FADING_KINDS = ('none', 'rayleigh', 'rician', 'fast')
+CHANNEL_NAMES = {'awgn': 'none', 'rayleigh': 'rayleigh', 'rician': 'rician', 'fast': 'fast'}   # user-facing name -> fading kind
+FADING_LABELS = {'none': 'AWGN', 'rayleigh': 'Rayleigh', 'rician': 'Rician', 'fast': 'fast Rayleigh'}   # for plots and tables
+
+def fading_of(name: str) -> str:  # a fading kind of FADING_KINDS
+    "The fading kind of a channel name ('awgn', 'rayleigh', ...) or of a fading kind itself ('none', ...): one table for every CLI."
+    if name in CHANNEL_NAMES: return CHANNEL_NAMES[name]
+    if name in FADING_KINDS: return name
+    raise ValueError(f"unknown channel {name!r}: choose one of {sorted(CHANNEL_NAMES)}.")
 
 def sample_fading(batch: int, n_users: int, kind: str = 'rayleigh', *,
                   n_symbols: int | None = None,        # L, required for 'fast'
@@ -194,6 +203,11 @@ class ChannelConfig:
     csi_err_var: float = 0.0       # variance of the CSI estimation error
     csit: bool = True              # transmitters know (estimated) h
     csir: bool = True              # receiver knows (estimated) h
+
+    @classmethod
+    def from_name(cls, name: str, **kw) -> 'ChannelConfig':
+        "A config from a channel name ('awgn', 'rayleigh', 'rician', 'fast'; see CHANNEL_NAMES) and other fields."
+        return cls(fading=fading_of(name), **kw)
 
     def __post_init__(self):
         for name, val, ok in [('fading', self.fading, FADING_KINDS), ('access', self.access, ('noma', 'oma')),

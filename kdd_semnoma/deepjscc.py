@@ -81,9 +81,9 @@ def get_config(preset: str | JSCCConfig = 'paper', **overrides) -> JSCCConfig:
     return replace(cfg, **overrides)
 
 # %% ../nbs/05_deepjscc.ipynb #e5afded5
-def _to_impl_format(x: Tensor, impl: str) -> Tensor:
-    "Channels-last memory for the fast path, plain contiguous NCHW for the reference path."
-    return x.contiguous(memory_format=torch.channels_last if impl == 'fast' else torch.contiguous_format)
+def _channels_last(x: Tensor) -> Tensor:  # (N, C, H, W), same values
+    "Channels-last memory: the format every convolution of the kit runs in."
+    return x.contiguous(memory_format=torch.channels_last)
 
 class Encoder(nn.Module):
     "Shared DeepJSCC encoder: (B, K, 3, H, W) images + device embeddings + side info → (B, K, c, h, w) latent."
@@ -97,7 +97,7 @@ class Encoder(nn.Module):
         self.attns = nn.ModuleList(AttentionBlock(c) if cfg.attn else nn.Identity() for c in d)
         self.downs = nn.ModuleList([Downsample(a, b) for a, b in zip(d[:-1], d[1:])] + [nn.Identity()])
         self.head = nn.Sequential(LayerNorm2d(d[-1], eps=1e-6), nn.Conv2d(d[-1], cfg.c_lat, 1))
-        self.apply(init_weights); self.impl = 'fast'
+        self.apply(init_weights)
 
     def encode(self, x: Tensor, side: Tensor) -> Tensor:  # (N, c, h, w) latent
         "Encode N inputs (N, 3 + 1, H, W) (image + embedding plane) with side info (N, 3)."
@@ -117,9 +117,7 @@ class Encoder(nn.Module):
             raise ValueError(f"x is (B, K, 3, H, W) = {tuple(x.shape)} but the encoder has {self.device_emb.shape[0]} device "
                              f"embeddings of size {tuple(emb.shape[-2:])}: pass users= or build the config with n_users={K}, img_size={x.shape[-1]}.")
         xe = torch.cat([x, emb.to(x.dtype)], 2)                                    # (B, K, 4, H, W)
-        if self.impl == 'reference':
-            return torch.stack([self.encode(_to_impl_format(xe[:, k], 'reference'), side[:, k]) for k in range(K)], 1)
-        z = self.encode(_to_impl_format(xe.flatten(0, 1), 'fast'), side.flatten(0, 1))  # (B*K, c, h, w)
+        z = self.encode(_channels_last(xe.flatten(0, 1)), side.flatten(0, 1))         # (B*K, c, h, w)
         return z.contiguous().unflatten(0, (B, K))                                  # (B, K, c, h, w)
 
 # %% ../nbs/05_deepjscc.ipynb #150bc833
@@ -147,7 +145,7 @@ class Decoder(nn.Module):
         self.attns = nn.ModuleList(AttentionBlock(c) if cfg.attn else nn.Identity() for c in d)
         self.ups = nn.ModuleList([Upsample(a, b, 2) for a, b in zip(d[:-1], d[1:])] + [Upsample(d[-1], d[-1], cfg.stem_stride)])
         self.out = nn.Conv2d(d[-1], cfg.c_img, 1)
-        self.apply(init_weights); self.impl = 'fast'
+        self.apply(init_weights)
 
     @property
     def n_stages(self) -> int: return len(self.stages)
@@ -161,7 +159,7 @@ class Decoder(nn.Module):
         return (self.stages, None, self.attns, self.ups)[part][i](f)
 
     def forward(self, y: Tensor, side: Tensor) -> DecoderOutput:  # y (N, c, h, w) received latent, side (N, S)
-        f = self.head(_to_impl_format(y, self.impl)); seq = [f]
+        f = self.head(_channels_last(y)); seq = [f]
         for j in range(1, len(self.seq_names)): f = self._element(j, f, side); seq.append(f)
         return DecoderOutput(torch.sigmoid(self.out(f)), [seq[4 * i + 3] for i in range(self.n_stages)], seq)
 
@@ -169,7 +167,7 @@ class Decoder(nn.Module):
         "Run the decoder from the output `f` of sequence element `index` (as in `seq[index]`) to the image."
         n = len(self.seq_names)
         if not 0 <= index < n: raise ValueError(f"index must be in [0, {n - 1}] (decoder sequence {self.seq_names}), got {index}.")
-        f = _to_impl_format(f, self.impl)
+        f = _channels_last(f)
         for j in range(index + 1, n): f = self._element(j, f, side)
         return torch.sigmoid(self.out(f))
 

@@ -13,7 +13,7 @@ from torch import Tensor
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from .core import make_generator, model_device, check_images, to_real
-from .channel import ChannelConfig
+from .channel import ChannelConfig, FADING_LABELS
 from .viz import show_image, plot_constellation
 from .data import get_dls
 from .metrics import psnr
@@ -23,9 +23,9 @@ from .zoo import ZOO_PREFIX
 from .evaluate import open_checkpoint
 
 # %% auto #0
-__all__ = ['FADING_NAMES', 'STAGE_LABELS', 'KIND_LABELS', 'ZOO_DEMO', 'DemoModel', 'n_users_of', 'pick_model', 'demo_channel',
-           'DemoOutput', 'run_demo', 'latent_mosaic', 'demo_figure', 'interactive_demo', 'demo_label',
-           'load_demo_models', 'zoo_demo_models', 'tiny_demo_models']
+__all__ = ['STAGE_LABELS', 'KIND_LABELS', 'ZOO_DEMO', 'DemoModel', 'n_users_of', 'pick_model', 'demo_channel', 'DemoOutput',
+           'run_demo', 'latent_mosaic', 'demo_figure', 'interactive_demo', 'demo_label', 'load_demo_models',
+           'zoo_demo_models', 'tiny_demo_models']
 
 # %% ../nbs/14_demo.ipynb #5147111f
 class DemoModel(NamedTuple):
@@ -105,8 +105,6 @@ def latent_mosaic(z: Tensor,          # (C, h, w) real latent
     return ax
 
 # %% ../nbs/14_demo.ipynb #48636e90
-FADING_NAMES = {'none': 'AWGN', 'rayleigh': 'Rayleigh', 'rician': 'Rician', 'fast': 'fast Rayleigh'}
-
 def _plot_channel(r: DemoOutput, i: int, ax_c, ax_l) -> None:
     "Constellation of z_k and y (top) and the received latent as an image (bottom) for example i."
     K = r.z.shape[1]
@@ -136,7 +134,7 @@ def demo_figure(models: dict,                  # {name: nn.Module or DemoModel}
         show_image(r.x[index, k], ax=axs[0, k + 1], title=f'user {k}: original')
         mean = f'\n(batch mean {r.psnr[:, k].mean():.2f})' if B > 1 else ''
         show_image(r.x_hat[index, k], ax=axs[1, k + 1], title=f'user {k}: PSNR {r.psnr[index, k]:.2f} dB{mean}')
-    fig.suptitle(f'{model_name} — {r.source}\nSNR {snr_db:g} dB · {FADING_NAMES.get(fading, fading)} · '
+    fig.suptitle(f'{model_name} — {r.source}\nSNR {snr_db:g} dB · {FADING_LABELS.get(fading, fading)} · '
                  f'CSI error var {csi_err_var:g} · seed {seed}', fontsize=8)
     return fig
 

@@ -369,12 +369,13 @@ def hf_energy_ratio(x_hat: Tensor, x: Tensor) -> Tensor:  # (N,) per image
     e = lambda im: F.conv2d(im.reshape(-1, *im.shape[-3:]).float(), lap, groups=3).pow(2).flatten(1).mean(1)
     return e(x_hat) / e(x).clamp_min(1e-12)
 
-def _metric_values(x_out: Tensor, x: Tensor, lpips_fn, fid_fn) -> dict:  # {metric: float}
+def _metric_values(x_out: Tensor, x: Tensor, lpips_fn, fid_fn, semantic_fn=None) -> dict:  # {metric: float}
     xo, xr = x_out.reshape(-1, *x.shape[-3:]), x.reshape(-1, *x.shape[-3:])          # (N, 3, H, W)
     vals = {'psnr': psnr(xo, xr).mean().item(), 'ssim': ssim(xo, xr).mean().item(),
             'mse': (xo - xr).pow(2).mean().item(), 'hf_energy_ratio': hf_energy_ratio(xo, xr).mean().item()}
     if lpips_fn is not None: vals['lpips'] = float(lpips_fn(xo, xr).mean())
     if fid_fn is not None: vals['fid'] = float(fid_fn(xo, xr))
+    if semantic_fn is not None: vals.update(semantic_fn(xo, xr))   # metrics.semantic_metric_fn: sem_acc, fid/kid_cifarnet
     return vals
 
 # %% ../nbs/12_diffusion.ipynb #7fdcf0f1
@@ -382,6 +383,7 @@ def refine_sweep(x_hat: Tensor,               # (N, 3, H, W) or (B, K, 3, H, W) 
                  x: Tensor,                   # same shape: clean references
                  unet, scheduler, *, t0s: list, etas: list = (0.0,), steps: int = 20,
                  batch_size: int = 64, seed: int = 0, lpips_fn: Callable | None = None, fid_fn: Callable | None = None,
+                 semantic_fn: Callable | None = None,   # metrics.semantic_metric_fn(classifier, labels)
                  show_progress: bool = True,
                 ) -> list:                    # records [{'t0', 'eta', 'metric', 'value', 'n'}]
     "Refine `x_hat` at every (t0, eta) and measure against `x`; t0 = 0 is the unrefined input."
@@ -393,7 +395,7 @@ def refine_sweep(x_hat: Tensor,               # (N, 3, H, W) or (B, K, 3, H, W) 
         g = make_generator(seed * 1000 + i, model_device(unet))
         out = torch.cat([refine(xh[j:j + batch_size], unet, scheduler, t0=t0, steps=min(steps, t0) if t0 else 1,
                                 eta=eta, generator=g).cpu() for j in range(0, n, batch_size)])   # (N, 3, H, W)
-        for m, v in _metric_values(out, x.cpu(), lpips_fn, fid_fn).items():
+        for m, v in _metric_values(out, x.cpu(), lpips_fn, fid_fn, semantic_fn).items():
             records.append(dict(t0=t0, eta=eta, metric=m, value=v, n=n, steps=min(steps, t0)))
     return records
 

@@ -13,23 +13,22 @@ import matplotlib.pyplot as plt
 from fastcore.script import call_parse, store_true, Param
 from . import __version__
 from .core import make_generator, model_device, default_device, atomic_write, cli_errors
-from .channel import ChannelConfig, Channel, snr_grid
+from .channel import ChannelConfig, Channel, snr_grid, CHANNEL_NAMES, fading_of
 from .data import get_dls, DATASETS
 from .metrics import (psnr, ssim, jain_index, make_results, save_results, load_results, results_curves,
-                                 records_to_table)
+                                 records_to_table, predict_classes, fid_cifarnet, kid_cifarnet, semantic_conventions, CIFARNET)
 from .semnoma import with_channel, build_from_checkpoint
 from .train import load_checkpoint, eval_batches
 from .zoo import ZOO_PREFIX, load_entry
+from . import zoo
 from .viz import plot_curves, show_image
 
 # %% auto #0
-__all__ = ['CHANNEL_NAMES', 'channel_config', 'evaluate', 'reconstruct', 'save_reconstructions', 'eval_conventions',
-           'open_checkpoint', 'eval_results', 'plot_results', 'reconstruction_grid', 'load_for_eval', 'eval_checkpoint',
-           'kdd_eval', 'kdd_plot']
+__all__ = ['channel_config', 'semantic_records', 'evaluate', 'reconstruct', 'save_reconstructions', 'eval_conventions',
+           'open_checkpoint', 'eval_results', 'plot_results', 'reconstruction_grid', 'load_for_eval',
+           'resolve_classifier', 'eval_checkpoint', 'kdd_eval', 'kdd_plot']
 
 # %% ../nbs/10_evaluate.ipynb #1449d212
-CHANNEL_NAMES = {'awgn': 'none', 'rayleigh': 'rayleigh', 'rician': 'rician', 'fast': 'fast'}   # CLI name -> fading kind
-
 def channel_config(model: torch.nn.Module,                 # a model with a `.channel` (channel.Channel)
                    channel: str | ChannelConfig | None = None,  # 'awgn' | 'rayleigh' | 'rician' | 'fast' | a config | None
                    csi_err_var: float | None = None,       # replace the CSI estimation-error variance
@@ -39,7 +38,7 @@ def channel_config(model: torch.nn.Module,                 # a model with a `.ch
     if not isinstance(own, Channel): raise ValueError(f"{type(model).__name__} has no .channel: evaluate needs a kdd_semnoma model.")
     if isinstance(channel, ChannelConfig): cfg = channel
     elif channel is None: cfg = own.cfg
-    elif channel in CHANNEL_NAMES: cfg = replace(own.cfg, fading=CHANNEL_NAMES[channel])
+    elif channel in CHANNEL_NAMES: cfg = replace(own.cfg, fading=fading_of(channel))
     else: raise ValueError(f"channel must be one of {sorted(CHANNEL_NAMES)} or a ChannelConfig, got {channel!r}.")
     return cfg if csi_err_var is None else replace(cfg, csi_err_var=float(csi_err_var))
 
@@ -48,6 +47,25 @@ def _group_records(q: Tensor, snr: float, n: int) -> list:  # q: (K,) per-user m
     return [dict(snr_db=snr, user=-1, metric='psnr_min_user', value=float(q.min()), n=n),
             dict(snr_db=snr, user=-1, metric='jain_psnr', value=float(jain_index(q)), n=n)]
 
+def semantic_records(classifier: torch.nn.Module,
+                     x_hat: Tensor, x: Tensor,       # (N, K, 3, 32, 32) decoded images and their originals
+                     labels: Tensor | None,          # (N, K) class ids, or None when the data has no labels
+                     snr: float, *, seed: int = 0, clean: dict | None = None) -> list:
+    "Per-user semantic accuracy (top-1, clean ceiling, agreement) and fid/kid_cifarnet (decoded vs originals) as records."
+    n, recs = len(x), []
+    clean = clean if clean is not None else {}
+    if 'pred' not in clean: clean['pred'] = predict_classes(classifier, x)        # (N, K), cached across SNR points
+    p_hat = predict_classes(classifier, x_hat)
+    for k in range(x.shape[1]):
+        vals = {'sem_agree': (p_hat[:, k] == clean['pred'][:, k]).double().mean()}
+        if labels is not None and bool((labels >= 0).all()):
+            vals.update(sem_acc=(p_hat[:, k] == labels[:, k]).double().mean(),
+                        sem_acc_clean=(clean['pred'][:, k] == labels[:, k]).double().mean())
+        vals['fid_cifarnet'] = fid_cifarnet(x_hat[:, k], x[:, k], classifier=classifier)
+        vals['kid_cifarnet'], vals['kid_cifarnet_se'] = kid_cifarnet(x_hat[:, k], x[:, k], classifier=classifier, seed=seed)
+        recs += [dict(snr_db=float(snr), user=k, metric=name, value=float(v), n=n) for name, v in vals.items()]
+    return recs
+
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module,       # a kdd_semnoma model (SemNOMA, teacher, baselines)
              data,                         # test DataLoader of (x (B, K, 3, H, W), labels), or an (N, K, 3, H, W) tensor
@@ -55,25 +73,29 @@ def evaluate(model: torch.nn.Module,       # a kdd_semnoma model (SemNOMA, teach
              *, channel: str | ChannelConfig | None = None,   # test channel (default: the model's own)
              seed: int = 0,                # sweep seed: SNR point i draws from generator(seed*1000 + i)
              lpips_fn=None,                # optional callable (N, 3, H, W), (N, 3, H, W) -> (N,) LPIPS distances
+             classifier: torch.nn.Module | None = None,  # CIFAR-10 classifier (zoo.load('cifarnet-cifar10')): semantic metrics
              max_groups: int | None = None,  # use only the first N groups; None = all
              batch_size: int = 64,         # groups per forward pass when `data` is a tensor
             ) -> list:                     # tidy records dict(snr_db, user, metric, value, n)
-    "Seeded SNR sweep: per-user PSNR (both conventions), SSIM [, LPIPS] and fairness, as tidy records."
+    "Seeded SNR sweep: per-user PSNR (both conventions), SSIM [, LPIPS] [, semantic metrics] and fairness, as tidy records."
     snrs = snr_grid(snrs_db)
     if max_groups is not None and max_groups < 1: raise ValueError(f"max_groups must be >= 1 or None, got {max_groups}.")
     m = with_channel(model, channel_config(model, channel))
     device, was_training = model_device(model), model.training
-    m.eval(); records = []
+    m.eval(); records, clean = [], {}
     try:
         for i, snr in enumerate(snrs):
             g, acc, seen = make_generator(seed * 1000 + i, device), {'psnr': [], 'mse': [], 'ssim': [], 'lpips': []}, 0
-            for x in eval_batches(data, batch_size, max_groups):
+            kept = {'x': [], 'x_hat': [], 'y': []}
+            for x, y in eval_batches(data, batch_size, max_groups, labels=True):
                 x = x.to(device).float(); seen += len(x)
                 x_hat = m(x, torch.full((len(x),), float(snr), device=device), generator=g).x_hat.float().clamp(0, 1)
                 acc['psnr'].append(psnr(x_hat, x)); acc['mse'].append((x_hat - x).pow(2).flatten(2).mean(-1))
                 acc['ssim'].append(ssim(x_hat, x))
                 if lpips_fn is not None:
                     acc['lpips'].append(torch.as_tensor(lpips_fn(x_hat.flatten(0, 1), x.flatten(0, 1))).reshape(x.shape[:2]))
+                if classifier is not None:
+                    kept['x'].append(x.cpu()); kept['x_hat'].append(x_hat.cpu()); kept['y'].append(y)
             if seen == 0: raise ValueError("evaluate got no data: the evaluation set is empty.")
             t = {k: torch.cat(v).cpu().double() for k, v in acc.items() if v}      # each (N, K)
             for k in range(t['psnr'].shape[1]):
@@ -81,6 +103,9 @@ def evaluate(model: torch.nn.Module,       # a kdd_semnoma model (SemNOMA, teach
                             ssim=t['ssim'][:, k].mean(), **({'lpips': t['lpips'][:, k].mean()} if 'lpips' in t else {}))
                 records += [dict(snr_db=float(snr), user=k, metric=name, value=float(v), n=seen) for name, v in vals.items()]
             records += _group_records(t['psnr'].mean(0), float(snr), seen)
+            if classifier is not None:
+                y = None if any(v is None for v in kept['y']) else torch.cat(kept['y'])
+                records += semantic_records(classifier, torch.cat(kept['x_hat']), torch.cat(kept['x']), y, snr, seed=seed, clean=clean)
     finally:
         model.train(was_training)
     return records
@@ -113,10 +138,13 @@ def save_reconstructions(path: str | Path, x_hat: Tensor, x: Tensor, **meta) -> 
     return atomic_write(path, lambda p: np.savez_compressed(open(p, 'wb'), **arrays))
 
 # %% ../nbs/10_evaluate.ipynb #5b36b086
-def eval_conventions(model: torch.nn.Module, channel: str | ChannelConfig | None, seed: int) -> dict:
-    "The conventions of an `evaluate` sweep (for the results JSON)."
+def eval_conventions(model: torch.nn.Module, channel: str | ChannelConfig | None, seed: int,
+                     records: list = (), classifier: str = CIFARNET) -> dict:
+    "The conventions of an `evaluate` sweep (for the results JSON); semantic ones when `records` hold them."
     cfg = channel_config(model, channel)
-    return dict(channel=f"{type(model).__name__}: access {cfg.access}, fading {cfg.fading}, csi_err_var {cfg.csi_err_var}",
+    sem = next((r for r in records if r['metric'] == 'fid_cifarnet'), None)
+    return dict(**(semantic_conventions(sem['n'], 'the originals of the same test images (per user)', classifier) if sem else {}),
+                channel=f"{type(model).__name__}: access {cfg.access}, fading {cfg.fading}, csi_err_var {cfg.csi_err_var}",
                 noise=f"SNR point i draws noise and fading from generator(seed*1000 + i), seed={seed}",
                 clamp='reconstructions clamped to [0, 1] before scoring',
                 fairness='psnr_min_user = min over users of the mean PSNR; jain_psnr = Jain index of the per-user mean PSNRs')
@@ -130,7 +158,8 @@ def open_checkpoint(spec: str | Path | dict) -> dict:
 def eval_results(name: str, records: list, model: torch.nn.Module, *, channel=None, seed: int = 0,
                  data: str = '', description: str = '', checkpoint: str | Path | None = None,
                  ckpt: dict | None = None,         # the loaded `checkpoint`, if the caller has it (else it is read)
-                 config: dict | None = None) -> dict:
+                 config: dict | None = None,
+                 classifier: str = CIFARNET) -> dict:      # name of the semantic-metric network, if records hold its metrics
     "A results dict (kit schema) for an `evaluate` sweep of `model`."
     cfg = dict(config or {})
     if checkpoint is not None:
@@ -138,7 +167,7 @@ def eval_results(name: str, records: list, model: torch.nn.Module, *, channel=No
         cfg.update(checkpoint=str(checkpoint), step=ck.get('step'), train_config=ck.get('train_config'), kind=ck.get('kind'))
     cfg.update(model=type(model).__name__, version=__version__)
     return make_results(name, records, description=description or f"{type(model).__name__} evaluated by kdd_semnoma.evaluate",
-                        config=cfg, seed=seed, data=data, conventions=eval_conventions(model, channel, seed))
+                        config=cfg, seed=seed, data=data, conventions=eval_conventions(model, channel, seed, records, classifier))
 
 # %% ../nbs/10_evaluate.ipynb #11316634
 def plot_results(results,                    # results dicts / JSON paths (one or a list)
@@ -199,9 +228,18 @@ def load_for_eval(checkpoint: str | Path | dict,   # a kdd_train checkpoint file
     model = build_from_checkpoint(ck).to(default_device(device)).eval()
     return ck, model, get_dls(data, model.n_users, batch_size, root=data_path, seed=seed).test
 
+def resolve_classifier(classifier: str | None, data: str) -> str | None:  # a zoo name or None
+    "The semantic-metric network for `data`: 'auto' -> zoo:cifarnet-cifar10 for CIFAR-10 data, 'none'/None -> no semantic metrics."
+    if classifier is None or str(classifier).lower() == 'none': return None
+    if classifier == 'auto': return CIFARNET if data in ('cifar10', 'cifar10-npz') else None
+    name = str(classifier)[len(ZOO_PREFIX):] if str(classifier).startswith(ZOO_PREFIX) else str(classifier)
+    if name not in zoo.available(): raise ValueError(f"--classifier {classifier!r} is not a zoo entry; choose one of {zoo.available()} or 'none'.")
+    return ZOO_PREFIX + name
+
 def eval_checkpoint(checkpoint: str | Path, *, channel: str = 'awgn', snrs_db='0:20:5', data: str = 'cifar10-npz',
                     data_path: str | Path | None = None, seed: int = 0, max_groups: int | None = None,
                     batch_size: int = 64, use_lpips: bool = False, name: str | None = None, device=None,
+                    classifier: str | None = 'auto',  # semantic metrics: 'auto' (CIFAR-10 data -> zoo:cifarnet-cifar10), a zoo name, or None
                     loaded: tuple | None = None,   # `load_for_eval(...)` of this checkpoint, if the caller has it
                    ) -> dict:
     "Evaluate a `kdd_train` checkpoint on the fixed test grouping of `data`; returns a results dict."
@@ -212,14 +250,16 @@ def eval_checkpoint(checkpoint: str | Path, *, channel: str = 'awgn', snrs_db='0
         from kdd_semnoma.metrics import lpips_model, lpips_distance
         lp = lpips_model('alex', device=model_device(model))
         lpips_fn = lambda a, b: lpips_distance(lp, a, b)
-    recs = evaluate(model, test, snrs_db, channel=channel, seed=seed, lpips_fn=lpips_fn, max_groups=max_groups)
+    clf_name = resolve_classifier(classifier, data)
+    clf = zoo.load(clf_name, device=model_device(model)) if clf_name else None
+    recs = evaluate(model, test, snrs_db, channel=channel, seed=seed, lpips_fn=lpips_fn, max_groups=max_groups, classifier=clf)
     n = recs[0]['n']
     stage = (ck.get('train_config') or {}).get('stage', '')
     run = str(checkpoint)[len(ZOO_PREFIX):] if str(checkpoint).startswith(ZOO_PREFIX) else Path(checkpoint).parent.name
     return eval_results(name or f"{run}-{channel}", recs, model, channel=channel, seed=seed,
                         data=f"{data} ({data_path or 'default path'}), fixed test grouping: {n} groups of {model.n_users}",
                         description=f"{stage or type(model).__name__} checkpoint {checkpoint}, {channel} channel",
-                        checkpoint=checkpoint, ckpt=ck)
+                        checkpoint=checkpoint, ckpt=ck, classifier=clf_name or CIFARNET)
 
 @call_parse
 def kdd_eval(checkpoint: str = None,        # checkpoint written by kdd_train (best.pt or last.pt), or zoo:NAME
@@ -232,6 +272,7 @@ def kdd_eval(checkpoint: str = None,        # checkpoint written by kdd_train (b
              seed: int = 0,                 # sweep seed (noise and fading draws)
              max_groups: int = None,        # evaluate only the first N test groups
              lpips: store_true = False,     # also compute LPIPS (needs local AlexNet weights)
+             classifier: str = 'auto',      # semantic metrics network: auto (CIFAR-10 -> zoo:cifarnet-cifar10) | zoo:NAME | none
              recon: str = None,             # also save the decoded test images at --recon_snr to this .npz (for kdd_refine)
              recon_snr: float = 10.,        # SNR in dB of the saved reconstructions
              device: str = None, # cpu | cuda (default: CUDA if available)
@@ -241,11 +282,13 @@ def kdd_eval(checkpoint: str = None,        # checkpoint written by kdd_train (b
         if checkpoint is None: raise SystemExit("kdd_eval: pass --checkpoint PATH (a best.pt or last.pt written by kdd_train).")
         loaded = load_for_eval(checkpoint, data=data, data_path=data_path, seed=seed, device=device)   # read once, used twice
         res = eval_checkpoint(checkpoint, channel=channel, snrs_db=snrs, data=data, data_path=data_path, seed=seed,
-                              max_groups=max_groups, use_lpips=lpips, name=name, loaded=loaded)
+                              max_groups=max_groups, use_lpips=lpips, name=name, loaded=loaded,
+                              classifier=classifier)
         out = Path(out) if out else Path('results') / f"{res['name']}.json"
         save_results(res, out)
         print(records_to_table(res['records'], metrics=['psnr', 'psnr_mse', 'ssim', 'psnr_min_user', 'jain_psnr']
-                               + (['lpips'] if lpips else [])))
+                               + (['lpips'] if lpips else [])
+                               + [m for m in ('sem_acc', 'sem_agree', 'fid_cifarnet', 'kid_cifarnet') if any(r['metric'] == m for r in res['records'])]))
         print(f"-> {out}")
         if recon:
             _, model, test = loaded

@@ -10,28 +10,15 @@ import torch.nn.functional as F
 from timm.layers import DropPath, LayerNorm2d, ConvMlp, LayerScale2d, trunc_normal_
 
 # %% auto #0
-__all__ = ['IMPLS', 'init_weights', 'set_impl', 'ConvNeXtBlock', 'ResidualUnit', 'AttentionBlock', 'Stem', 'Downsample',
-           'Upsample', 'convnext_stage', 'drop_path_rates']
+__all__ = ['init_weights', 'ConvNeXtBlock', 'ResidualUnit', 'AttentionBlock', 'Stem', 'Downsample', 'Upsample', 'convnext_stage',
+           'drop_path_rates']
 
 # %% ../nbs/03_layers.ipynb #7433bac6
-IMPLS = ('fast', 'reference')
-
-def _check_impl(impl: str) -> str:
-    if impl not in IMPLS: raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}.")
-    return impl
-
 def init_weights(m: nn.Module) -> None:
     "ConvNeXt initialisation: truncated normal (std 0.02) for conv/linear weights, zero biases."
     if isinstance(m, (nn.Conv2d, nn.Linear)):
         trunc_normal_(m.weight, std=.02)
         if m.bias is not None: nn.init.zeros_(m.bias)
-
-def set_impl(module: nn.Module, impl: str) -> nn.Module:
-    "Switch every sub-module with an `impl` attribute to `'fast'` or `'reference'`; returns `module`."
-    _check_impl(impl)
-    for m in module.modules():
-        if hasattr(m, 'impl'): m.impl = impl
-    return module
 
 # %% ../nbs/03_layers.ipynb #1dce7899
 class ConvNeXtBlock(nn.Module):
@@ -43,18 +30,9 @@ class ConvNeXtBlock(nn.Module):
         self.mlp = ConvMlp(dim, mlp_ratio * dim, act_layer=nn.GELU)                # 1x1 convs C → 4C → C
         self.ls = LayerScale2d(dim, ls_init)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.impl = 'fast'
 
     def forward(self, x: Tensor) -> Tensor:  # (N, C, h, w) -> (N, C, h, w)
-        if self.impl == 'reference': return x + self.drop_path(self._reference_branch(x))
         return x + self.drop_path(self.ls(self.mlp(self.norm(self.dwconv(x)))))
-
-    def _reference_branch(self, x: Tensor) -> Tensor:  # the original ConvNeXt code path on the same weights
-        y = self.dwconv(x).permute(0, 2, 3, 1)                                      # (N, h, w, C)
-        y = F.layer_norm(y, self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
-        y = F.gelu(F.linear(y, self.mlp.fc1.weight.flatten(1), self.mlp.fc1.bias))  # (N, h, w, 4C)
-        y = F.linear(y, self.mlp.fc2.weight.flatten(1), self.mlp.fc2.bias) * self.ls.gamma  # (N, h, w, C)
-        return y.permute(0, 3, 1, 2)                                                # (N, C, h, w)
 
 # %% ../nbs/03_layers.ipynb #04f375cf
 class ResidualUnit(nn.Module):

@@ -10,15 +10,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from .core import atomic_write, weights_path, kdd_home
+from .core import atomic_write, weights_path, kdd_home, make_generator
 
 # %% auto #0
-__all__ = ['DEFAULT_CONVENTIONS', 'MS_SSIM_WEIGHTS', 'WEIGHT_FILES', 'LPIPS_NETS', 'FID_BACKEND', 'FID_RESIZER', 'RECORD_KEYS',
-           'RESULT_KEYS', 'psnr', 'psnr_of_mean_mse', 'ssim', 'ms_ssim', 'jain_index', 'min_user', 'find_weights',
-           'lpips_model', 'lpips_distance', 'inception_features_model', 'image_features', 'feature_stats',
-           'frechet_distance', 'fid_stats_key', 'cached_fid_stats', 'fid_from_feats', 'fid_conventions',
-           'check_records', 'aggregate_records', 'make_results', 'save_results', 'load_results', 'records_to_table',
-           'results_curves']
+__all__ = ['DEFAULT_CONVENTIONS', 'MS_SSIM_WEIGHTS', 'WEIGHT_FILES', 'LPIPS_NETS', 'FID_BACKEND', 'FID_RESIZER', 'CIFARNET',
+           'RECORD_KEYS', 'RESULT_KEYS', 'psnr', 'psnr_of_mean_mse', 'ssim', 'ms_ssim', 'jain_index', 'min_user',
+           'find_weights', 'lpips_model', 'lpips_distance', 'inception_features_model', 'image_features',
+           'feature_stats', 'frechet_distance', 'fid_stats_key', 'cached_fid_stats', 'fid_from_feats',
+           'fid_conventions', 'predict_classes', 'semantic_accuracy', 'kid_from_feats', 'fid_cifarnet', 'kid_cifarnet',
+           'semantic_metric_fn', 'semantic_conventions', 'check_records', 'aggregate_records', 'make_results',
+           'save_results', 'load_results', 'records_to_table', 'results_curves']
 
 # %% ../nbs/08_metrics.ipynb #c412a469
 DEFAULT_CONVENTIONS = {
@@ -275,6 +276,88 @@ def fid_conventions(n_fake: int, n_ref: int, *, backend: str = FID_BACKEND, resi
     "What a results file must say about its FID numbers."
     return dict(backend=backend, resizer=resizer, n_fake=int(n_fake), n_ref=int(n_ref),
                 note='not TF-Inception FID (pytorch-fid/clean-fid); comparable only within this kit')
+
+# %% ../nbs/08_metrics.ipynb #60a594ac
+from .classifier import predict_logits, classifier_features
+
+CIFARNET = 'zoo:cifarnet-cifar10'   # the kit's semantic-metric network (07a_classifier, bench/train_classifier.py)
+
+def _flat_images(x: Tensor) -> Tensor:  # (..., 3, H, W) -> (N, 3, H, W)
+    if x.ndim < 4 or x.shape[-3] != 3: raise ValueError(f"images must be (..., 3, H, W); got {tuple(x.shape)}.")
+    return x.reshape(-1, *x.shape[-3:])
+
+def predict_classes(classifier: torch.nn.Module, x: Tensor,   # (..., 3, 32, 32) images in [0, 1]
+                    *, tta: bool = True) -> Tensor:            # (...) int64 predicted class ids
+    "The classifier's top-1 class for every image (flip test-time augmentation by default)."
+    return predict_logits(classifier, _flat_images(x), tta=tta).argmax(1).reshape(x.shape[:-3])
+
+def semantic_accuracy(x_hat: Tensor,                  # (..., 3, 32, 32) decoded images in [0, 1]
+                      labels: Tensor,                 # (...) true class ids
+                      *, classifier: torch.nn.Module, # e.g. zoo.load('cifarnet-cifar10')
+                      x: Tensor | None = None,        # (..., 3, 32, 32) the originals, for the ceiling and the agreement
+                      tta: bool = True) -> dict:
+    "Top-1 accuracy on `x_hat` ('accuracy'); with `x`: on the originals ('accuracy_clean') and prediction agreement ('agreement')."
+    labels = torch.as_tensor(labels).long()
+    if labels.shape != x_hat.shape[:-3]: raise ValueError(f"labels {tuple(labels.shape)} must match the images' leading shape {tuple(x_hat.shape[:-3])}.")
+    p_hat = predict_classes(classifier, x_hat, tta=tta)
+    out = {'accuracy': (p_hat == labels).double().mean().item(), 'n': labels.numel()}
+    if x is not None:
+        p = predict_classes(classifier, x, tta=tta)
+        out.update(accuracy_clean=(p == labels).double().mean().item(), agreement=(p_hat == p).double().mean().item())
+    return out
+
+# %% ../nbs/08_metrics.ipynb #40b46c85
+def kid_from_feats(fa: Tensor, fb: Tensor,      # (M, D), (N, D) features of the two sets
+                   *, n_blocks: int = 10,       # disjoint blocks of each set (independent estimates)
+                   seed: int = 0) -> tuple:     # (kid, standard error) floats
+    "Unbiased KID (cubic polynomial kernel MMD²) averaged over `n_blocks` disjoint random blocks, with its standard error."
+    fa, fb = torch.as_tensor(fa).double(), torch.as_tensor(fb).double()
+    if fa.ndim != 2 or fb.ndim != 2 or fa.shape[1] != fb.shape[1]: raise ValueError(f"features must be (M, D) and (N, D); got {tuple(fa.shape)}, {tuple(fb.shape)}.")
+    if min(len(fa), len(fb)) < 2 * n_blocks: raise ValueError(f"KID with n_blocks={n_blocks} needs at least {2 * n_blocks} samples per set (got {len(fa)}, {len(fb)}): lower n_blocks.")
+    d, g = fa.shape[1], make_generator(seed)
+    k = lambda a, b: (a @ b.T / d + 1) ** 3
+    def off_diag_mean(a):
+        kk = k(a, a); m = len(a); return (kk.sum() - kk.diagonal().sum()) / (m * (m - 1))
+    ia, ib = torch.randperm(len(fa), generator=g).chunk(n_blocks), torch.randperm(len(fb), generator=g).chunk(n_blocks)
+    est = torch.stack([off_diag_mean(fa[a]) + off_diag_mean(fb[b]) - 2 * k(fa[a], fb[b]).mean() for a, b in zip(ia, ib)])
+    return est.mean().item(), (est.std() / math.sqrt(n_blocks)).item()
+
+def fid_cifarnet(x_hat: Tensor, x_ref: Tensor,   # (..., 3, 32, 32) image sets in [0, 1] (any sizes)
+                 *, classifier: torch.nn.Module) -> float:
+    "Fréchet distance in the classifier's penultimate features (FID's formula, NOT Inception FID)."
+    fa, fb = classifier_features(classifier, _flat_images(x_hat)), classifier_features(classifier, _flat_images(x_ref))
+    return frechet_distance(*feature_stats(fa), *feature_stats(fb))
+
+def kid_cifarnet(x_hat: Tensor, x_ref: Tensor, *, classifier: torch.nn.Module,
+                 n_blocks: int = 10, seed: int = 0) -> tuple:   # (kid, standard error)
+    "Unbiased KID in the classifier's penultimate features (not Inception KID), with its standard error."
+    fa, fb = classifier_features(classifier, _flat_images(x_hat)), classifier_features(classifier, _flat_images(x_ref))
+    return kid_from_feats(fa, fb, n_blocks=n_blocks, seed=seed)
+
+def semantic_metric_fn(classifier: torch.nn.Module,
+                       labels: Tensor | None = None,   # (N,) class ids of the reference images, or None
+                       *, n_blocks: int = 10, seed: int = 0):
+    "A callable (x_out, x) -> {sem_acc, sem_acc_clean, sem_agree, fid_cifarnet, kid_cifarnet, kid_cifarnet_se} for refinement tables."
+    def fn(x_out: Tensor, x: Tensor) -> dict:   # (N, 3, 32, 32) outputs and references
+        x_out, x = _flat_images(x_out), _flat_images(x)
+        p_out, p_ref = predict_classes(classifier, x_out), predict_classes(classifier, x)
+        fa, fb = classifier_features(classifier, x_out), classifier_features(classifier, x)
+        vals = {'sem_agree': (p_out == p_ref).double().mean().item()}
+        y = None if labels is None else torch.as_tensor(labels).long().reshape(-1)
+        if y is not None and len(y) != len(x): raise ValueError(f"{len(y)} labels for {len(x)} images: pass the labels of the reference images.")
+        if y is not None and bool((y >= 0).all()):                                  # unlabelled data (-1): no accuracy
+            vals.update(sem_acc=(p_out == y).double().mean().item(), sem_acc_clean=(p_ref == y).double().mean().item())
+        vals['fid_cifarnet'] = frechet_distance(*feature_stats(fa), *feature_stats(fb))
+        nb = min(n_blocks, len(fa) // 2, len(fb) // 2)                              # small sets: fewer, smaller blocks
+        if nb >= 2: vals['kid_cifarnet'], vals['kid_cifarnet_se'] = kid_from_feats(fa, fb, n_blocks=nb, seed=seed)
+        return vals
+    return fn
+
+def semantic_conventions(n: int, reference: str, classifier: str = CIFARNET) -> dict:
+    "How the semantic metrics were computed (for a results file's `conventions`)."
+    return {'semantic_accuracy': f"top-1 of {classifier} (flip TTA) on decoded images; sem_acc_clean on the originals; sem_agree = same prediction as on the original",
+            'fid_cifarnet': f"Frechet distance in the 256-d penultimate features of {classifier} (NOT Inception FID); decoded vs {reference}; n={n} per user",
+            'kid_cifarnet': f"unbiased KID (cubic polynomial kernel) in the same features, mean of 10 disjoint blocks, kid_cifarnet_se its standard error; decoded vs {reference}; n={n} per user"}
 
 # %% ../nbs/08_metrics.ipynb #e9ca87ca
 RECORD_KEYS = ('snr_db', 'user', 'metric', 'value', 'n')

@@ -20,7 +20,9 @@ from .train import load_checkpoint, run_kd_gain, train_config, train_stage
 from .evaluate import evaluate, eval_results, plot_results
 from .metrics import psnr
 from .viz import show_image
-from .zoo import load_entry, zoo_dir
+from .zoo import load_entry, zoo_dir, available
+from . import zoo
+from .metrics import CIFARNET
 from .bounds import awgn_mac_rates
 
 # %% auto #0
@@ -44,14 +46,20 @@ def comparison_figure(docs: list,               # results dicts of the learned m
                       extra: dict | None = None,  # {label: results dict} e.g. the separation baseline
                       *, snrs_db='0:20:5', n_users: int = 2, title: str = '',
                       capacity: bool = True):       # the AWGN-MAC capacity panel (AWGN only)
-    "PSNR and SSIM vs SNR of every method, and the AWGN-MAC capacity: the README's figure; returns the figure."
+    "PSNR, SSIM [and semantic accuracy] vs SNR of every method, and the AWGN-MAC capacity: the README's figure; returns the figure."
     all_docs = list(docs) + [dict(d, name=label) for label, d in (extra or {}).items()]
-    fig, axs = plt.subplots(1, 3 if capacity else 2, figsize=(13.5 if capacity else 9, 3.6))
+    sem = [d for d in all_docs if 'sem_acc' in d['results']]
+    n = 2 + bool(sem) + capacity
+    fig, axs = plt.subplots(1, n, figsize=(4.5 * n, 3.6))
     plot_results(all_docs, 'psnr', ax=axs[0], title=title)
     plot_results(all_docs, 'ssim', ax=axs[1], skip_missing=True)
-    for ax in axs[:2]:
+    if sem:
+        plot_results(sem, 'sem_acc', ax=axs[2], ylabel='top-1 accuracy of CifarNet', title='semantic accuracy', skip_missing=True)
+        clean = [v for d in sem for v in d['results'].get('sem_acc_clean', []) if v is not None]
+        if clean: axs[2].axhline(float(np.mean(clean)), color='gray', ls='--', lw=1, label=f'original images ({np.mean(clean):.3f})')
+    for ax in axs[:2 + bool(sem)]:
         ax.lines[0].set(zorder=5, lw=2.2, color='k', marker='s'); ax.legend(fontsize=7)   # the KD student on top
-    if capacity: plot_capacity(snr_grid(snrs_db), n_users, ax=axs[2])
+    if capacity: plot_capacity(snr_grid(snrs_db), n_users, ax=axs[-1])
     fig.tight_layout()
     return fig
 
@@ -131,12 +139,16 @@ def systems_grid(models: dict,            # {label: model}
     return fig
 
 # %% ../nbs/15_quickstart.ipynb #457cd6af
-def test_groups(data: str, n_users: int = 2, *, seed: int = 0) -> torch.Tensor:  # (N, K, 3, H, W)
-    "The fixed test grouping of `data` as one tensor (for CIFAR-10 npz: the 466 exact pairs, read without the training file)."
+def test_groups(data: str, n_users: int = 2, *, seed: int = 0,
+                labels: bool = False):   # also return the (N, K) class ids (-1 where unlabelled)
+    "The fixed test grouping of `data`, x: (N, K, 3, H, W) (for CIFAR-10 npz: the 466 exact pairs, read without the training file)."
     if data == 'cifar10-npz':
         ds = MultiUserDataset(cifar10_from_npz('test-exact'), n_users, mode='fixed', seed=seed)   # the grouping get_dls uses
-        return torch.stack([ds[i][0] for i in range(len(ds))])
-    return torch.cat([b[0] for b in get_dls(data, n_users, 64, seed=seed).test])
+        items = [ds[i] for i in range(len(ds))]
+    else: items = list(get_dls(data, n_users, 64, seed=seed).test)
+    join = torch.stack if data == 'cifar10-npz' else torch.cat     # items are single groups, or loader batches
+    x, y = join([a for a, _ in items]), join([b for _, b in items])
+    return (x, y) if labels else x
 
 def zoo_quickstart(*, out_dir: str | Path | None = None,   # default ./kdd_runs/quickstart
                    channel: str = 'awgn',                   # 'awgn' | 'rayleigh' (which zoo systems)
@@ -147,12 +159,14 @@ def zoo_quickstart(*, out_dir: str | Path | None = None,   # default ./kdd_runs/
     if channel not in ZOO_SYSTEMS: raise ValueError(f"channel must be one of {sorted(ZOO_SYSTEMS)}, got {channel!r}.")
     t0, data = time.time(), data or default_data()
     out_dir = Path(out_dir) if out_dir is not None else Path('kdd_runs') / 'quickstart'
-    test = test_groups(data, seed=seed)                                               # (N, 2, 3, H, W)
+    test, labels = test_groups(data, seed=seed, labels=True)                          # (N, 2, 3, H, W), (N, 2)
+    use_clf = data in ('cifar10-npz', 'cifar10') and CIFARNET[len('zoo:'):] in available(root)
+    clf = zoo.load(CIFARNET, root=root, device=device) if use_clf else None           # semantic metrics on CIFAR-10
     docs, models = {}, {}
     for key, name, label in tqdm(ZOO_SYSTEMS[channel], desc='zoo systems', disable=not show_progress):
         ck = load_entry(name, root)
         model = models[label] = build_from_checkpoint(ck).to(device).eval()
-        recs = evaluate(model, test, snrs_db, seed=seed, max_groups=max_groups, batch_size=256)
+        recs = evaluate(model, (test, labels), snrs_db, seed=seed, max_groups=max_groups, batch_size=256, classifier=clf)
         docs[key] = eval_results(label, recs, model, seed=seed, checkpoint=f'zoo:{name}', ckpt=ck,
                                  data=f"{DATA_LABELS.get(data, data)}; fixed test grouping, {recs[0]['n']} groups of {model.n_users}",
                                  description=f"kdd_quickstart: zoo entry {name} ({label})")
@@ -180,7 +194,7 @@ def _write_quickstart(out_dir: Path, docs: dict, models: dict, test, *, data: st
     fig = systems_grid(models, x, seed=seed)
     atomic_write(out_dir / 'quickstart_grid.png', lambda p: fig.savefig(p, dpi=110, format='png')); plt.close(fig)
     head = f"# kdd_quickstart: {channel.upper()}, {DATA_LABELS.get(data, data)}\n\n![curves](quickstart.png)\n\n![decodings](quickstart_grid.png)\n\n"
-    body = '\n\n'.join(f"**{d['name']}** ({d['config'].get('checkpoint', '')})\n\n" + records_to_table(d['records'], metrics=['psnr', 'ssim', 'jain_psnr'])
+    body = '\n\n'.join(f"**{d['name']}** ({d['config'].get('checkpoint', '')})\n\n" + records_to_table(d['records'], metrics=['psnr', 'ssim', 'jain_psnr'] + [m for m in ('sem_acc', 'fid_cifarnet', 'kid_cifarnet') if m in d['results']])
                         for d in docs.values())
     atomic_write(out_dir / 'quickstart.md', lambda p: Path(p).write_text(head + body + '\n'))
 

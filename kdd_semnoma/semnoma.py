@@ -82,7 +82,6 @@ class MultiUserJSCC(nn.Module):
         ch = channel_cfg or ChannelConfig()
         self.cfg, self.channel = cfg, Channel(replace(ch, access=self.access) if self.access else ch)
         self.net_cfg = self.net_config(cfg)     # the config the networks are built from (OMA/single differ)
-        self.impl = 'fast'
 
     def net_config(self, cfg: JSCCConfig) -> JSCCConfig: return cfg
     @property
@@ -162,7 +161,7 @@ class SemNOMA(MultiUserJSCC):
 
     def decode(self, rx: Tensor, side: Tensor) -> tuple:  # (x_hat (B, K, 3, H, W), dec [(B, K, C_i, h_i, w_i)], seq [...])
         "Run every user's decoder on its received latent `rx` (B, K, c, h, w) with side info (B, K, S)."
-        if self.shared_decoder and self.impl == 'fast':
+        if self.shared_decoder:
             out = self.decoders[0](rx.flatten(0, 1), side.flatten(0, 1))        # one batch of B*K
             un = lambda t: t.unflatten(0, (rx.shape[0], -1))                      # (B*K, ...) -> (B, K, ...)
             return un(out.x_hat), [un(f) for f in out.feats], [un(f) for f in out.seq]
@@ -173,7 +172,7 @@ class SemNOMA(MultiUserJSCC):
     def decode_from(self, f: Tensor, side, index: int) -> Tensor:  # (B, K, 3, H, W)
         "Run the decoders from decoder-sequence element `index` on its output `f` (B, K, C, h, w); `side` is (B, K, S) or a JSCCOutput."
         side = side.feats.side if isinstance(side, JSCCOutput) else side
-        if self.shared_decoder and self.impl == 'fast':
+        if self.shared_decoder:
             return self.decoders[0].forward_from(f.flatten(0, 1), side.flatten(0, 1), index).unflatten(0, f.shape[:2])
         return torch.stack([self.decoders[0 if self.shared_decoder else k].forward_from(f[:, k], side[:, k], index)
                             for k in range(f.shape[1])], 1)

@@ -28,16 +28,17 @@ from .metrics import psnr, make_results, save_results
 
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_KIND', 'BUDGET_FIELDS', 'INITS', 'LR_SCHEDULES', 'PRESETS', 'KD_GAIN_CONVENTIONS', 'KD_GAIN_METHODS',
-           'TrainConfig', 'train_config', 'lr_at', 'build_model', 'autocast_ctx', 'step_generator', 'rng_state',
-           'set_rng_state', 'teacher_tail', 'freeze', 'train_step', 'eval_batches', 'psnr_table', 'validate',
-           'TrainState', 'update_early_stopping', 'save_checkpoint', 'load_checkpoint', 'load_model', 'check_resumable',
-           'epoch_loader', 'train_one_epoch', 'fit', 'StageResult', 'load_teacher', 'train_stage', 'kdd_train',
+           'TrainConfig', 'train_config', 'lr_at', 'build_model', 'make_optimizer', 'autocast_ctx', 'step_generator',
+           'rng_state', 'set_rng_state', 'dist_info', 'init_distributed', 'barrier', 'teacher_tail', 'freeze',
+           'train_step', 'eval_batches', 'psnr_table', 'validate', 'TrainState', 'update_early_stopping',
+           'save_checkpoint', 'load_checkpoint', 'load_model', 'check_resumable', 'rank_batches', 'epoch_loader',
+           'train_one_epoch', 'fit', 'StageResult', 'images_to_device', 'load_teacher', 'train_stage', 'kdd_train',
            'plot_kd_gain', 'run_kd_gain']
 
 # %% ../nbs/09_train.ipynb #b2d058f1
 STAGES = ('teacher', 'student', 'semnoma', 'baseline')
 STAGE_KIND = {'teacher': 'teacher', 'student': 'semnoma', 'semnoma': 'semnoma'}   # baseline: TrainConfig.baseline
-BUDGET_FIELDS = ('epochs', 'max_steps', 'patience', 'val_every', 'ckpt_every', 'num_workers', 'amp')
+BUDGET_FIELDS = ('epochs', 'max_steps', 'patience', 'val_every', 'ckpt_every', 'num_workers', 'amp', 'max_minutes', 'compile', 'data_on_device')
 INITS = ('teacher', 'scratch')
 LR_SCHEDULES = ('constant', 'cosine')
 
@@ -68,6 +69,9 @@ class TrainConfig:
     patience: int = 0                # validations without improvement before stopping early; 0 = never
     ckpt_every: int = 0              # extra checkpoints every N steps; 0 = at validations only
     amp: bool = True                 # bf16 autocast on accelerators (never on CPU)
+    compile: bool = False            # torch.compile the encoder and decoders (inductor; same maths, faster after warm-up)
+    data_on_device: bool = False     # keep the training images on the GPU (no host-to-device copies per batch)
+    max_minutes: float = 0.          # wall-clock budget of this stage (validate, checkpoint and stop when spent); 0 = none
     num_workers: int = 0             # DataLoader workers
     seed: int = 0                    # data order, SNR and noise draws, initialisation
 
@@ -136,15 +140,21 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
     "The model of `cfg.kind` with the `cfg.model` preset for `cfg.n_users` users on `cfg.fading`."
     return make_model(cfg.kind, get_config(cfg.model, n_users=cfg.n_users), ChannelConfig(fading=cfg.fading))
 
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    "AdamW (cfg.lr, cfg.weight_decay), with torch's fused kernel where this build has it (the same update in one pass)."
+    try: return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, TypeError): return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
 # %% ../nbs/09_train.ipynb #b9685503
 def autocast_ctx(device: torch.device, enabled: bool = True):
     "bf16 autocast on accelerators, a no-op context on CPU or when disabled."
     device = torch.device(device)
     return torch.autocast(device.type, dtype=torch.bfloat16) if enabled and device.type != 'cpu' else nullcontext()
 
-def step_generator(seed: int, step: int, device: torch.device, stream: int = 0) -> torch.Generator:
+def step_generator(seed: int, step: int, device: torch.device, stream: int = 0,
+                   rank: int = 0) -> torch.Generator:   # data-parallel rank: independent draws per rank (rank 0 = one process)
     "The generator for the SNR and channel draws of optimiser step `step` (`stream` separates uses)."
-    return make_generator((seed * 1_000_003 + step) * 4 + stream, device)
+    return make_generator((seed * 1_000_003 + step) * 4 + stream + rank * 7_919_000_003, device)
 
 def rng_state() -> dict:
     "Global RNG states (torch CPU and accelerator, numpy, python) as tensors and plain values."
@@ -162,6 +172,28 @@ def set_rng_state(s: dict) -> None:
     random.setstate((3, tuple(int(v) for v in s['python']), None))
     if 'accel' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['accel'])
 
+# %% ../nbs/09_train.ipynb #4e1df58f
+def dist_info() -> tuple:  # (rank, world size)
+    "This process's rank and the world size of the torch.distributed group (0, 1 without one)."
+    import torch.distributed as dist
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+
+def init_distributed(device=None) -> torch.device:  # the device this rank trains on
+    "Join the process group torchrun describes (WORLD_SIZE > 1): NCCL on CUDA, gloo on CPU; a no-op for one process."
+    import os
+    import torch.distributed as dist
+    if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return default_device(device)
+    cuda = torch.cuda.is_available() and str(device or 'cuda').startswith('cuda')
+    if not dist.is_initialized(): dist.init_process_group('nccl' if cuda else 'gloo')
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', '0'))); return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+def barrier() -> None:
+    "Wait for every rank (no-op for one process)."
+    import torch.distributed as dist
+    if dist_info()[1] > 1: dist.barrier()
+
 # %% ../nbs/09_train.ipynb #192d2e4a
 def teacher_tail(teacher: torch.nn.Module, out, index: int) -> Callable:
     "The frozen teacher decoder after sequence element `index`, driven by the side information of `out`: (B, K, C, h, w) -> (B, K, 3, H, W)."
@@ -173,10 +205,11 @@ def freeze(model: torch.nn.Module) -> torch.nn.Module:
 
 def train_step(model: torch.nn.Module, x: Tensor, opt: torch.optim.Optimizer, loss_fn: KDLoss, cfg: TrainConfig,
                *, step: int,                                 # optimiser steps taken before this one
-               teacher: torch.nn.Module | None = None) -> dict:  # {term: float} unweighted terms and 'loss'
-    "One optimiser step on a batch `x` (B, K, 3, H, W); returns the loss terms."
+               teacher: torch.nn.Module | None = None,
+               rank: int = 0) -> dict:                       # data-parallel rank (its own SNR / channel draws)
+    "One optimiser step on a batch `x` (B, K, 3, H, W) (`model` may be a DistributedDataParallel wrapper); returns the loss terms."
     device = model_device(model)
-    g = step_generator(cfg.seed, step, device)
+    g = step_generator(cfg.seed, step, device, rank=rank)
     snr_db = sample_snr_db(x.shape[0], cfg.snr_low, cfg.snr_high, generator=g, device=device)   # (B,)
     g_t = torch.Generator(device).set_state(g.get_state())        # teacher: same fading draws as the student
     with autocast_ctx(device, cfg.amp):
@@ -197,20 +230,28 @@ def _images(batch) -> Tensor:
     "The image tensor of a batch given as x or (x, labels)."
     return batch[0] if isinstance(batch, (list, tuple)) else batch
 
+def _labels(batch):
+    "The (B, K) labels of a batch given as (x, labels), else None."
+    return batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
+
 def eval_batches(data, batch_size: int = 64,
                  max_groups: int | None = None,  # at most this many groups in total; None = all
+                 *, labels: bool = False,        # yield (x, labels or None) instead of x
                 ):                               # yields (B, K, 3, H, W) batches
-    "Image batches from a DataLoader of (x, labels) / x, or split from an (N, K, 3, H, W) tensor, up to `max_groups` groups."
-    if isinstance(data, Tensor):
+    "Image batches from a DataLoader of (x, labels) / x, or split from an (N, K, 3, H, W) tensor or an (x, labels) pair of tensors, up to `max_groups` groups."
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
+        batches = zip(*(t.split(batch_size) for t in data))                     # (x (N, K, 3, H, W), labels (N, K))
+    elif isinstance(data, Tensor):
         if data.ndim != 5: raise ValueError(f"data tensor must be (N, K, 3, H, W), got shape {tuple(data.shape)}.")
         batches = data.split(batch_size)
-    else: batches = map(_images, data)
+    else: batches = data
     seen = 0
-    for x in batches:
+    for b in batches:
+        x, y = _images(b), _labels(b)
         if max_groups is not None:
             if seen >= max_groups: return
-            x = x[:max_groups - seen]
-        if len(x): seen += len(x); yield x
+            x, y = x[:max_groups - seen], (None if y is None else y[:max_groups - seen])
+        if len(x): seen += len(x); yield (x, y) if labels else x
 
 @torch.inference_mode()
 def psnr_table(model: torch.nn.Module, data,    # DataLoader of (x, labels) or an (N, K, 3, H, W) tensor
@@ -291,11 +332,17 @@ def check_resumable(ck: dict, cfg: TrainConfig, path: str | Path = 'checkpoint')
                          "or start a fresh run in another out_dir.")
 
 # %% ../nbs/09_train.ipynb #fc216fd2
+def rank_batches(n_groups: int, batch_size: int, start: int = 0, *, rank: int = 0, world: int = 1) -> list:
+    "Group indices of global batches start, start+1, ...: rank r's contiguous slice of batch_size / world groups of each."
+    if batch_size % world: raise ValueError(f"batch_size={batch_size} (the global batch) must be divisible by the {world} ranks.")
+    b = batch_size // world
+    return [list(range(i * batch_size + rank * b, i * batch_size + (rank + 1) * b)) for i in range(start, n_groups // batch_size)]
+
 def epoch_loader(ds, epoch: int, start: int, cfg: TrainConfig) -> DataLoader:
-    "The full batches of `epoch`, from batch number `start` on (groups drawn for that epoch)."
+    "This rank's share of the full batches of `epoch`, from batch number `start` on (groups drawn for that epoch)."
     if hasattr(ds, 'set_epoch'): ds.set_epoch(epoch)
-    n_batches = len(ds) // cfg.batch_size
-    batches = [list(range(i * cfg.batch_size, (i + 1) * cfg.batch_size)) for i in range(start, n_batches)]
+    rank, world = dist_info()
+    batches = rank_batches(len(ds), cfg.batch_size, start, rank=rank, world=world)
     # a private generator: creating the loader must not consume the global RNG (that would break exact resume)
     return DataLoader(ds, batch_sampler=batches, num_workers=cfg.num_workers, generator=make_generator(cfg.seed + epoch))
 
@@ -308,12 +355,12 @@ def train_one_epoch(model: torch.nn.Module, loader, opt: torch.optim.Optimizer, 
     for batch in loader:
         x = check_images(_images(batch).to(device, non_blocking=True).float(), cfg.n_users)
         for group in opt.param_groups: group['lr'] = lr_at(cfg, state.step, total)
-        terms = train_step(model, x, opt, loss_fn, cfg, step=state.step, teacher=teacher)
+        terms = train_step(model, x, opt, loss_fn, cfg, step=state.step, teacher=teacher, rank=dist_info()[0])
         state.step += 1
         for k, v in terms.items(): state.acc[k] = state.acc.get(k, 0.) + v
         state.acc['n'] = state.acc.get('n', 0) + 1
         if pbar is not None: pbar.update(1); pbar.set_postfix(loss=f"{terms['loss']:.4f}")
-        if after_step is not None: after_step()
+        if after_step is not None and after_step(): break
         if state.step >= total or state.stopped: break
 
 # %% ../nbs/09_train.ipynb #79a8b077
@@ -329,8 +376,9 @@ def fit(model: torch.nn.Module, dls, cfg: TrainConfig,   # dls: data.DataLoaders
     if loss_fn.weights.needs_teacher:
         if teacher is None: raise ValueError("stage 'student' distils from a teacher: pass teacher= (a trained teacher model, e.g. train.load_model(path)).")
         freeze(teacher)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model, cfg)
     state = TrainState()
+    rank, world = dist_info()
     if resume:
         ck = load_checkpoint(last); check_resumable(ck, cfg, last)      # on CPU: RNG states must stay CPU tensors
         model.load_state_dict(ck['model']); opt.load_state_dict(ck['optimizer']); set_rng_state(ck['rng'])
@@ -339,27 +387,46 @@ def fit(model: torch.nn.Module, dls, cfg: TrainConfig,   # dls: data.DataLoaders
         raise FileExistsError(f"{out_dir} already holds a run (last.pt): pass resume=True (--resume) to continue it, or use another out_dir.")
     ds = dls.train.dataset
     n_batches = len(ds) // cfg.batch_size
+    net = model
+    if world > 1:                        # data parallel: DDP averages gradients; every rank seeds its own dropout
+        dev = model_device(model)
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == 'cuda' else None)
+        torch.manual_seed(cfg.seed * 1000 + rank + state.step)
     if n_batches == 0: raise ValueError(f"{len(ds)} training groups are fewer than batch_size={cfg.batch_size}: lower the batch size.")
     total = min(cfg.epochs * n_batches, cfg.max_steps or math.inf)
     val_every, t0 = cfg.val_every or n_batches, time.time() - state.time_s
+    deadline, out_of_time = (time.time() + 60 * cfg.max_minutes) if cfg.max_minutes else math.inf, [False]
+    if cfg.compile:                      # in place: the state-dict keys stay those of the plain modules
+        for m in [getattr(model, 'encoder', None), *getattr(model, 'decoders', [])]:
+            if m is not None: m.compile()
 
-    def after_step():
-        if state.step % val_every and state.step < total:
+    def save(path, with_opt=True):      # rank 0 writes (atomically); the others wait for it
+        if rank == 0: save_checkpoint(path, model, cfg, state, opt if with_opt else None, teacher=teacher_path)
+        barrier()
+
+    def time_is_up() -> bool:           # rank 0 decides, so that every rank stops at the same step
+        flag = torch.tensor([float(time.time() >= deadline)], device=model_device(model) if world > 1 and model_device(model).type == 'cuda' else 'cpu')
+        if world > 1: torch.distributed.broadcast(flag, 0)
+        return bool(flag.item())
+
+    def after_step() -> bool:            # True: stop (time budget spent)
+        out_of_time[0] = cfg.max_minutes > 0 and time_is_up()
+        if state.step % val_every and state.step < total and not out_of_time[0]:
             if cfg.ckpt_every and state.step % cfg.ckpt_every == 0:
-                state.time_s = time.time() - t0; save_checkpoint(last, model, cfg, state, opt, teacher=teacher_path)
-            return
+                state.time_s = time.time() - t0; save(last)
+            return False
         n = state.acc.pop('n'); rec = {'step': state.step, 'epoch': (state.step - 1) // n_batches}
         rec.update({f'train_{k}': v / n for k, v in state.acc.items()}); state.acc = {}
         rec.update({f'val_{k}': v for k, v in validate(model, dls.valid, snrs_db=cfg.val_snr_db, seed=cfg.seed, max_groups=cfg.val_groups).items()})
         rec['time_s'] = state.time_s = time.time() - t0; state.history.append(rec)
-        if update_early_stopping(state, rec['val_psnr'], cfg.patience):
-            save_checkpoint(out_dir / 'best.pt', model, cfg, state, teacher=teacher_path)
-        save_checkpoint(last, model, cfg, state, opt, teacher=teacher_path)
+        if update_early_stopping(state, rec['val_psnr'], cfg.patience): save(out_dir / 'best.pt', with_opt=False)
+        save(last)
+        return out_of_time[0]
 
-    with tqdm(total=total, initial=state.step, disable=not show_progress, desc=cfg.stage) as pbar:
-        while state.step < total and not state.stopped:
+    with tqdm(total=total, initial=state.step, disable=not show_progress or rank > 0, desc=cfg.stage) as pbar:
+        while state.step < total and not state.stopped and not out_of_time[0]:
             loader = epoch_loader(ds, state.step // n_batches, state.step % n_batches, cfg)
-            train_one_epoch(model, loader, opt, loss_fn, cfg, state=state, total=total, teacher=teacher,
+            train_one_epoch(net, loader, opt, loss_fn, cfg, state=state, total=total, teacher=teacher,
                             after_step=after_step, pbar=pbar)
     return state.history
 
@@ -368,6 +435,16 @@ class StageResult(NamedTuple):
     model: torch.nn.Module   # the trained model (final weights; best weights are in out_dir/'best.pt')
     history: list            # one dict per validation
     out_dir: Path            # holds last.pt and best.pt
+
+def images_to_device(dls, device) -> None:
+    "Move the in-memory image arrays behind `dls` (ArrayImages under MultiUserDataset / Subset wrappers) to `device`."
+    seen = set()
+    for loader in dls:
+        ds = loader.dataset
+        while ds is not None and id(ds) not in seen:
+            seen.add(id(ds))
+            if isinstance(getattr(ds, 'images', None), Tensor): ds.images = ds.images.to(device)
+            ds = getattr(ds, 'ds', None) or getattr(ds, 'dataset', None)
 
 def load_teacher(path: str | Path, cfg: TrainConfig, *, device=None) -> torch.nn.Module:
     "Load a teacher checkpoint for `cfg`, checking that its preset and K match."
@@ -393,7 +470,8 @@ def train_stage(cfg: TrainConfig, *, data: str = 'tiles', data_path: str | Path 
         teacher = load_checkpoint(out_dir / 'last.pt').get('teacher')          # the teacher the run started with
     set_seed(cfg.seed)
     dls = get_dls(data, cfg.n_users, cfg.batch_size, root=data_path, seed=cfg.seed, num_workers=cfg.num_workers, download=download)
-    model = build_model(cfg).to(device)
+    if cfg.data_on_device and device.type != 'cpu': images_to_device(dls, device)
+    model = build_model(cfg).to(device).to(memory_format=torch.channels_last)
     t_model = None
     if cfg.init_from == 'teacher':
         if teacher is None: raise ValueError(f"stage {cfg.stage!r} with init 'teacher' starts from a trained teacher: pass teacher= the teacher's best.pt (--teacher).")
@@ -433,10 +511,14 @@ def kdd_train(stage: str,                  # teacher | student (KD) | semnoma (n
         over = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, n_users=n_users,
                     baseline=baseline, fading=fading, seed=seed, init=init, crosskd_index=crosskd_index)
         cfg = train_config(stage, preset, **{k: v for k, v in over.items() if v is not None})
+        device = init_distributed(device)                        # under torchrun: join the group, one device per rank
         res = train_stage(cfg, data=data, data_path=data_path, out_dir=out_dir, teacher=teacher, resume=resume,
                           device=device, download=download, show_progress=not quiet)
         last = res.history[-1] if res.history else {}
-        print(f"{stage}: {last.get('step', 0)} steps, val PSNR {last.get('val_psnr', float('nan')):.2f} dB -> {res.out_dir}")
+        rank, world = dist_info()
+        if rank == 0: print(f"{stage}: {last.get('step', 0)} steps, val PSNR {last.get('val_psnr', float('nan')):.2f} dB -> {res.out_dir}"
+                            + (f" ({world} data-parallel ranks, global batch {cfg.batch_size})" if world > 1 else ''))
+        if world > 1: torch.distributed.destroy_process_group()
 
 # %% ../nbs/09_train.ipynb #9feea0d5
 def _psnr_records(table: Tensor, snrs_db, n: int) -> list:  # tidy records dict(snr_db, user, metric, value, n)

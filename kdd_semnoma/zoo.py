@@ -11,6 +11,7 @@ import kdd_semnoma
 from safetensors.torch import load_file, save_file
 from .core import atomic_write
 from .semnoma import build_from_checkpoint
+from .classifier import build_classifier
 
 # %% auto #0
 __all__ = ['ZOO_PREFIX', 'ZOO_FILES', 'zoo_dir', 'available', 'read_manifest', 'sha256_file', 'verify', 'load_entry', 'load',
@@ -70,8 +71,10 @@ def load_entry(name: str, root: str | Path | None = None, *, check: bool = True)
     return {**meta, 'model': load_file(entry / 'model.safetensors'), 'zoo_name': name}
 
 def load(name: str, *, device='cpu', root: str | Path | None = None) -> torch.nn.Module:
-    "The trained system `name` (or 'zoo:name') from the zoo, checksum-verified, in eval mode on `device`."
-    return build_from_checkpoint(load_entry(name, root)).to(device).eval()
+    "The trained system (or classifier) `name` (or 'zoo:name') from the zoo, checksum-verified, in eval mode on `device`."
+    ck = load_entry(name, root)
+    model = build_classifier(ck) if ck.get('kind') == 'classifier' else build_from_checkpoint(ck)
+    return model.to(device).eval()
 
 def card(name: str, root: str | Path | None = None) -> str:
     "The model card (Markdown) of entry `name`."

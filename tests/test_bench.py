@@ -14,7 +14,7 @@ def test_train_speed_quick_runs(tmp_path):
     assert 'speed-up' in r.stdout and 'matmul throughput' in r.stdout
     import json
     rows = json.loads(out.read_text())
-    assert {row['impl'] for row in rows} == {'reference', 'fast'}
+    assert {row['impl'] for row in rows} == {'reference', 'kit'}
     assert all(row['train_img_s'] > 0 and row['infer_img_s'] > 0 and row['peak_mem_mb'] > 0 for row in rows)
 
 def test_help():
@@ -32,9 +32,11 @@ def test_refiners_semnoma_smoke(tmp_path):
     out = tmp_path / 'ref.json'
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'refiners_semnoma.py'), '--checkpoint', str(tmp_path / 't' / 'best.pt'),
                         '--prior', str(tmp_path / 'prior'), '--data', 'tiles', '--n_train_groups', '8', '--cgan_steps', '1',
-                        '--n_test_groups', '3', '--t0s', '10', '--steps', '2', '--device', 'cpu', '--out', str(out)],
+                        '--n_test_groups', '3', '--t0s', '10', '--steps', '2', '--device', 'cpu', '--out', str(out), '--snrs', '5'],
                        capture_output=True, text=True, cwd=tmp_path, env={**__import__('os').environ, 'KDD_SEMNOMA_HOME': str(tmp_path / 'home')})
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
-    assert res['results']['method'] == ['before', 'cgan', 'diffusion t0=10']
-    assert all(v is not None for v in res['results']['psnr']) and res['config']['snr_db'] == 5.0
+    assert res['results']['method'] == ['before', 'cgan', 'diffusion t0=10'] and res['results']['snr_db'] == [5.0] * 3
+    assert all(v is not None for v in res['results']['psnr']) and res['config']['snrs_db'] == [5.0]
+    assert 'sem_acc' not in res['results']                             # tiles carry no labels: agreement and distances only
+    assert all(v is not None for v in res['results']['sem_agree'] + res['results']['fid_cifarnet'] + res['results']['kid_cifarnet'])

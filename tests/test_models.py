@@ -1,4 +1,4 @@
-"Model contracts (issue 3): shapes, power, gradients, teacher→student init, fast == reference, determinism, errors, checkpoints."
+"Model contracts (issue 3): shapes, power, gradients, teacher→student init, determinism, errors, checkpoints."
 import copy
 import pytest
 import torch
@@ -6,7 +6,6 @@ from kdd_semnoma.core import make_generator, to_real
 from kdd_semnoma.channel import ChannelConfig
 from kdd_semnoma.testing import tiny_images, tiny_snr
 from kdd_semnoma.testing import test_power as check_power, test_grads as check_grads
-from kdd_semnoma.layers import set_impl
 from kdd_semnoma.deepjscc import get_config, _unit_layer_scale
 from kdd_semnoma.semnoma import (MODELS, make_model, build_from_checkpoint, init_student_from_teacher, SemNOMA,
                                  OrthogonalTeacher, JSCCOutput)
@@ -43,17 +42,6 @@ def test_same_generator_same_output(kind):
         b = m(x, s, generator=make_generator(4)).x_hat
         c = m(x, s, generator=make_generator(5)).x_hat
     assert torch.equal(a, b) and not torch.equal(a, c)
-
-@pytest.mark.parametrize("kind", ['semnoma', 'teacher', 'single', 'oma', 'sic'])
-def test_fast_equals_reference(kind):
-    "The fast formulation (B·K batch, channels-last, 1×1 convs) equals the plain per-user loop."
-    m = _unit_layer_scale(make_model(kind, cfg_for(3), ChannelConfig(fading='rayleigh'))).eval()
-    x, s = tiny_images(2, 3), tiny_snr(2)
-    with torch.no_grad():
-        fast = m(x, s, generator=make_generator(1))
-        ref = set_impl(copy.deepcopy(m), 'reference')(x, s, generator=make_generator(1))
-    torch.testing.assert_close(fast.x_hat, ref.x_hat, atol=1e-5, rtol=0)
-    for f, r in zip(fast.feats.dec, ref.feats.dec): torch.testing.assert_close(f, r, atol=1e-4, rtol=1e-4)
 
 @pytest.mark.parametrize("kind", ['semnoma', 'teacher', 'single', 'oma'])
 def test_decode_from_continues_decoder(kind):
