@@ -80,7 +80,8 @@ def run(a) -> dict:
     test, labels = test_groups(a.data, model.n_users, seed=a.seed, labels=True)     # (N, K, 3, H, W), (N, K)
     if a.n_test_groups: test, labels = test[:a.n_test_groups], labels[:a.n_test_groups]
     clf = None if a.classifier.lower() == 'none' else zoo.load(a.classifier, device=device)
-    sem_fn = semantic_metric_fn(clf, labels.flatten(), seed=a.seed) if clf is not None else None
+    cifar = a.data in ('cifar10-npz', 'cifar10')                                  # class labels mean something only there
+    sem_fn = semantic_metric_fn(clf, labels.flatten() if cifar else None, seed=a.seed) if clf is not None else None
     pr = load_prior(a.prior, device=device)
     t0s, snrs, recs = [int(t) for t in a.t0s.split(',')], snr_grid(a.snrs), []
     def diff(t, snr):

@@ -135,11 +135,13 @@ def main(argv=None):
     p.add_argument('--compile', action='store_true', help='also time torch.compile of the kit (slow to compile)')
     p.add_argument('--json', default=None, help='also write all rows (raw) to this JSON file')
     p.add_argument('--results', default=None, help='write the results file (kit schema, command inside) here')
+    p.add_argument('--profile', default=None, help='only profile the kit\'s training step (paper preset, K=2) and write the op table here')
     p.add_argument('--one', default=None, help=argparse.SUPPRESS)
     p.add_argument('--mem', default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.one is not None: print('RESULT ' + json.dumps(run_one(json.loads(a.one)))); return
     if a.mem is not None: print('RESULT ' + json.dumps(mem_one(json.loads(a.mem)))); return
+    if a.profile: return profile_kit(a.profile, a.threads, a.batch)
     if a.quick: a.steps, a.warmup = 2, 1
     import torch
     devices = [d for d in a.devices.split(',') if d == 'cpu' or torch.cuda.is_available()]
@@ -179,6 +181,29 @@ def main(argv=None):
     if a.json:
         with open(a.json, 'w') as f: json.dump(rows, f, indent=1)
     if a.results: write_results(rows, a, peak)
+
+
+def profile_kit(path: str, threads: int, batch: int, preset: str = 'paper', users: int = 2) -> None:
+    "torch.profiler table (self CPU time) of two training steps of the kit's path, after two warm-up steps."
+    import torch
+    from torch.profiler import profile, ProfilerActivity
+    torch.set_num_threads(threads)
+    spec = dict(device='cpu', preset=preset, users=users, batch=batch)
+    model, opt, fwd, amp = _build(spec, dict(impl='kit', bf16=False, compile=False))
+    from kdd_semnoma.core import make_generator
+    from kdd_semnoma.channel import sample_snr_db
+    g = make_generator(0); x = torch.rand(batch, users, 3, 32, 32, generator=g)
+    def step():
+        out = fwd(x, sample_snr_db(batch, 0., 20., generator=g), generator=g)
+        loss = (out.x_hat - x).abs().mean(); opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    for _ in range(2): step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(2): step()
+    table = prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=30)
+    head = (f"# torch.profiler: 2 training steps of the kit's path, {preset} preset, K={users}, batch {batch} groups, "
+            f"{threads} threads, torch {torch.__version__}\n# command: python bench/train_speed.py " + ' '.join(sys.argv[1:]) + "\n")
+    with open(path, 'w') as f: f.write(head + table + '\n')
+    print(head + table); print(f"-> {path}")
 
 
 def write_results(rows: list, a, peak: dict) -> None:

@@ -14,8 +14,8 @@ from .core import atomic_write, load_torch_file, make_generator
 
 # %% auto #0
 __all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'ConvGroup', 'CifarNet', 'init_whitening', 'ClassifierConfig', 'as_float_images',
-           'augment', 'lr_at', 'train_classifier', 'predict_logits', 'classifier_accuracy', 'classifier_features',
-           'classifier_checkpoint', 'build_classifier']
+           'augment', 'lr_at', 'train_classifier', 'classifier_outputs', 'predict_logits', 'classifier_accuracy',
+           'classifier_features', 'classifier_checkpoint', 'build_classifier']
 
 # %% ../nbs/07a_classifier.ipynb #c7220245
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -168,32 +168,33 @@ def train_classifier(x: Tensor,                   # (N, 3, 32, 32) uint8 (or flo
     return model.eval()
 
 # %% ../nbs/07a_classifier.ipynb #8aea3585
-@torch.no_grad()
-def predict_logits(model: CifarNet, x: Tensor,   # (N, 3, 32, 32) uint8 or float images in [0, 1]
-                   *, tta: bool = True, batch_size: int = 1000) -> Tensor:   # (N, n_classes)
-    "Logits in eval mode (flip test-time augmentation: logits of x and its mirror summed); the mode is restored."
+@torch.inference_mode()
+def classifier_outputs(model: CifarNet, x: Tensor,   # (N, 3, 32, 32) uint8 or float images in [0, 1]
+                       *, tta: bool = False, batch_size: int = 1000) -> tuple:   # (logits (N, n_classes), features (N, D) float64)
+    "Logits and penultimate features in one pass, eval mode (restored after); `tta` adds the mirror's logits (features: unflipped)."
     was, dev = model.training, next(model.parameters()).device
     model.eval()
     try:
-        out = []
+        logits, feats = [], []
         for c in x.split(batch_size):
             c = as_float_images(c).to(dev).contiguous(memory_format=torch.channels_last)
-            out.append((model(c) + model(c.flip(-1)) if tta else model(c)).float().cpu())
-        return torch.cat(out)
+            f = model.features(c); l = model.head(f) * model.head_scale
+            if tta: l = l + model(c.flip(-1))
+            logits.append(l.float().cpu()); feats.append(f.double().cpu())
+        return torch.cat(logits), torch.cat(feats)
     finally: model.train(was)
+
+def predict_logits(model: CifarNet, x: Tensor, *, tta: bool = True, batch_size: int = 1000) -> Tensor:  # (N, n_classes)
+    "Logits in eval mode (flip test-time augmentation by default: logits of x and its mirror summed)."
+    return classifier_outputs(model, x, tta=tta, batch_size=batch_size)[0]
 
 def classifier_accuracy(model: CifarNet, x: Tensor, y: Tensor, *, tta: bool = True) -> float:
     "Top-1 accuracy of `model` on images `x: (N, 3, 32, 32)` with labels `y: (N,)`."
     return (predict_logits(model, x, tta=tta).argmax(1) == torch.as_tensor(y).long()).float().mean().item()
 
-@torch.no_grad()
 def classifier_features(model: CifarNet, x: Tensor, *, batch_size: int = 1000) -> Tensor:  # (N, D) float64
-    "Penultimate features (no augmentation) in eval mode; the mode is restored."
-    was, dev = model.training, next(model.parameters()).device
-    model.eval()
-    try: return torch.cat([model.features(as_float_images(c).to(dev).contiguous(memory_format=torch.channels_last)).double().cpu()
-                           for c in x.split(batch_size)])
-    finally: model.train(was)
+    "Penultimate features (no augmentation) in eval mode."
+    return classifier_outputs(model, x, batch_size=batch_size)[1]
 
 # %% ../nbs/07a_classifier.ipynb #a4d72d69
 def classifier_checkpoint(model: CifarNet, cfg: ClassifierConfig, **extra) -> dict:

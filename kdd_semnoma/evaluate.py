@@ -16,7 +16,9 @@ from .core import make_generator, model_device, default_device, atomic_write, cl
 from .channel import ChannelConfig, Channel, snr_grid, CHANNEL_NAMES, fading_of
 from .data import get_dls, DATASETS
 from .metrics import (psnr, ssim, jain_index, make_results, save_results, load_results, results_curves,
-                                 records_to_table, predict_classes, fid_cifarnet, kid_cifarnet, semantic_conventions, CIFARNET)
+                                 records_to_table, feature_stats, frechet_distance, kid_from_feats, kid_blocks,
+                                 semantic_conventions, CIFARNET)
+from .classifier import classifier_outputs
 from .semnoma import with_channel, build_from_checkpoint
 from .train import load_checkpoint, eval_batches
 from .zoo import ZOO_PREFIX, load_entry
@@ -52,17 +54,20 @@ def semantic_records(classifier: torch.nn.Module,
                      labels: Tensor | None,          # (N, K) class ids, or None when the data has no labels
                      snr: float, *, seed: int = 0, clean: dict | None = None) -> list:
     "Per-user semantic accuracy (top-1, clean ceiling, agreement) and fid/kid_cifarnet (decoded vs originals) as records."
-    n, recs = len(x), []
+    n, K, recs = len(x), x.shape[1], []
+    out = lambda t: (lambda l, f: (l.argmax(1).reshape(n, K), f.reshape(n, K, -1)))(*classifier_outputs(classifier, t.flatten(0, 1)))
     clean = clean if clean is not None else {}
-    if 'pred' not in clean: clean['pred'] = predict_classes(classifier, x)        # (N, K), cached across SNR points
-    p_hat = predict_classes(classifier, x_hat)
-    for k in range(x.shape[1]):
+    if 'pred' not in clean: clean['pred'], clean['feats'] = out(x)                # (N, K), (N, K, D): cached across SNR points
+    p_hat, f_hat = out(x_hat)                                                       # one classifier pass per SNR point
+    for k in range(K):
         vals = {'sem_agree': (p_hat[:, k] == clean['pred'][:, k]).double().mean()}
         if labels is not None and bool((labels >= 0).all()):
             vals.update(sem_acc=(p_hat[:, k] == labels[:, k]).double().mean(),
                         sem_acc_clean=(clean['pred'][:, k] == labels[:, k]).double().mean())
-        vals['fid_cifarnet'] = fid_cifarnet(x_hat[:, k], x[:, k], classifier=classifier)
-        vals['kid_cifarnet'], vals['kid_cifarnet_se'] = kid_cifarnet(x_hat[:, k], x[:, k], classifier=classifier, seed=seed)
+        fa, fb = f_hat[:, k], clean['feats'][:, k]
+        vals['fid_cifarnet'] = frechet_distance(*feature_stats(fa), *feature_stats(fb))
+        if nb := kid_blocks(len(fa), len(fb)):
+            vals['kid_cifarnet'], vals['kid_cifarnet_se'] = kid_from_feats(fa, fb, n_blocks=nb, seed=seed)
         recs += [dict(snr_db=float(snr), user=k, metric=name, value=float(v), n=n) for name, v in vals.items()]
     return recs
 

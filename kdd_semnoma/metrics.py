@@ -17,9 +17,9 @@ __all__ = ['DEFAULT_CONVENTIONS', 'MS_SSIM_WEIGHTS', 'WEIGHT_FILES', 'LPIPS_NETS
            'RECORD_KEYS', 'RESULT_KEYS', 'psnr', 'psnr_of_mean_mse', 'ssim', 'ms_ssim', 'jain_index', 'min_user',
            'find_weights', 'lpips_model', 'lpips_distance', 'inception_features_model', 'image_features',
            'feature_stats', 'frechet_distance', 'fid_stats_key', 'cached_fid_stats', 'fid_from_feats',
-           'fid_conventions', 'predict_classes', 'semantic_accuracy', 'kid_from_feats', 'fid_cifarnet', 'kid_cifarnet',
-           'semantic_metric_fn', 'semantic_conventions', 'check_records', 'aggregate_records', 'make_results',
-           'save_results', 'load_results', 'records_to_table', 'results_curves']
+           'fid_conventions', 'predict_classes', 'semantic_accuracy', 'kid_from_feats', 'fid_cifarnet', 'kid_blocks',
+           'kid_cifarnet', 'semantic_metric_fn', 'semantic_conventions', 'check_records', 'aggregate_records',
+           'make_results', 'save_results', 'load_results', 'records_to_table', 'results_curves']
 
 # %% ../nbs/08_metrics.ipynb #c412a469
 DEFAULT_CONVENTIONS = {
@@ -278,7 +278,7 @@ def fid_conventions(n_fake: int, n_ref: int, *, backend: str = FID_BACKEND, resi
                 note='not TF-Inception FID (pytorch-fid/clean-fid); comparable only within this kit')
 
 # %% ../nbs/08_metrics.ipynb #60a594ac
-from .classifier import predict_logits, classifier_features
+from .classifier import classifier_outputs, classifier_features
 
 CIFARNET = 'zoo:cifarnet-cifar10'   # the kit's semantic-metric network (07a_classifier, bench/train_classifier.py)
 
@@ -287,15 +287,15 @@ def _flat_images(x: Tensor) -> Tensor:  # (..., 3, H, W) -> (N, 3, H, W)
     return x.reshape(-1, *x.shape[-3:])
 
 def predict_classes(classifier: torch.nn.Module, x: Tensor,   # (..., 3, 32, 32) images in [0, 1]
-                    *, tta: bool = True) -> Tensor:            # (...) int64 predicted class ids
-    "The classifier's top-1 class for every image (flip test-time augmentation by default)."
-    return predict_logits(classifier, _flat_images(x), tta=tta).argmax(1).reshape(x.shape[:-3])
+                    *, tta: bool = False) -> Tensor:           # (...) int64 predicted class ids
+    "The classifier's top-1 class for every image (one pass; `tta` adds the mirror image's logits)."
+    return classifier_outputs(classifier, _flat_images(x), tta=tta)[0].argmax(1).reshape(x.shape[:-3])
 
 def semantic_accuracy(x_hat: Tensor,                  # (..., 3, 32, 32) decoded images in [0, 1]
                       labels: Tensor,                 # (...) true class ids
                       *, classifier: torch.nn.Module, # e.g. zoo.load('cifarnet-cifar10')
                       x: Tensor | None = None,        # (..., 3, 32, 32) the originals, for the ceiling and the agreement
-                      tta: bool = True) -> dict:
+                      tta: bool = False) -> dict:
     "Top-1 accuracy on `x_hat` ('accuracy'); with `x`: on the originals ('accuracy_clean') and prediction agreement ('agreement')."
     labels = torch.as_tensor(labels).long()
     if labels.shape != x_hat.shape[:-3]: raise ValueError(f"labels {tuple(labels.shape)} must match the images' leading shape {tuple(x_hat.shape[:-3])}.")
@@ -328,34 +328,39 @@ def fid_cifarnet(x_hat: Tensor, x_ref: Tensor,   # (..., 3, 32, 32) image sets i
     fa, fb = classifier_features(classifier, _flat_images(x_hat)), classifier_features(classifier, _flat_images(x_ref))
     return frechet_distance(*feature_stats(fa), *feature_stats(fb))
 
+def kid_blocks(m: int, n: int, n_blocks: int = 10) -> int:
+    "Blocks for KID on sets of m and n samples: `n_blocks`, fewer for small sets (at least 2 samples per block); 0 = too few."
+    nb = min(n_blocks, m // 2, n // 2)
+    return nb if nb >= 2 else 0
+
 def kid_cifarnet(x_hat: Tensor, x_ref: Tensor, *, classifier: torch.nn.Module,
-                 n_blocks: int = 10, seed: int = 0) -> tuple:   # (kid, standard error)
-    "Unbiased KID in the classifier's penultimate features (not Inception KID), with its standard error."
+                 n_blocks: int = 10, seed: int = 0) -> tuple:   # (kid, standard error); NaN for sets under 4 images
+    "Unbiased KID in the classifier's penultimate features (not Inception KID), with its standard error (fewer blocks for small sets)."
     fa, fb = classifier_features(classifier, _flat_images(x_hat)), classifier_features(classifier, _flat_images(x_ref))
-    return kid_from_feats(fa, fb, n_blocks=n_blocks, seed=seed)
+    nb = kid_blocks(len(fa), len(fb), n_blocks)
+    return kid_from_feats(fa, fb, n_blocks=nb, seed=seed) if nb else (math.nan, math.nan)
 
 def semantic_metric_fn(classifier: torch.nn.Module,
                        labels: Tensor | None = None,   # (N,) class ids of the reference images, or None
                        *, n_blocks: int = 10, seed: int = 0):
     "A callable (x_out, x) -> {sem_acc, sem_acc_clean, sem_agree, fid_cifarnet, kid_cifarnet, kid_cifarnet_se} for refinement tables."
     def fn(x_out: Tensor, x: Tensor) -> dict:   # (N, 3, 32, 32) outputs and references
-        x_out, x = _flat_images(x_out), _flat_images(x)
-        p_out, p_ref = predict_classes(classifier, x_out), predict_classes(classifier, x)
-        fa, fb = classifier_features(classifier, x_out), classifier_features(classifier, x)
+        (l_out, fa), (l_ref, fb) = classifier_outputs(classifier, _flat_images(x_out)), classifier_outputs(classifier, _flat_images(x))
+        p_out, p_ref = l_out.argmax(1), l_ref.argmax(1)
         vals = {'sem_agree': (p_out == p_ref).double().mean().item()}
         y = None if labels is None else torch.as_tensor(labels).long().reshape(-1)
-        if y is not None and len(y) != len(x): raise ValueError(f"{len(y)} labels for {len(x)} images: pass the labels of the reference images.")
+        if y is not None and len(y) != len(p_ref): raise ValueError(f"{len(y)} labels for {len(x)} images: pass the labels of the reference images.")
         if y is not None and bool((y >= 0).all()):                                  # unlabelled data (-1): no accuracy
             vals.update(sem_acc=(p_out == y).double().mean().item(), sem_acc_clean=(p_ref == y).double().mean().item())
         vals['fid_cifarnet'] = frechet_distance(*feature_stats(fa), *feature_stats(fb))
-        nb = min(n_blocks, len(fa) // 2, len(fb) // 2)                              # small sets: fewer, smaller blocks
-        if nb >= 2: vals['kid_cifarnet'], vals['kid_cifarnet_se'] = kid_from_feats(fa, fb, n_blocks=nb, seed=seed)
+        if nb := kid_blocks(len(fa), len(fb), n_blocks):                              # small sets: fewer, smaller blocks
+            vals['kid_cifarnet'], vals['kid_cifarnet_se'] = kid_from_feats(fa, fb, n_blocks=nb, seed=seed)
         return vals
     return fn
 
 def semantic_conventions(n: int, reference: str, classifier: str = CIFARNET) -> dict:
     "How the semantic metrics were computed (for a results file's `conventions`)."
-    return {'semantic_accuracy': f"top-1 of {classifier} (flip TTA) on decoded images; sem_acc_clean on the originals; sem_agree = same prediction as on the original",
+    return {'semantic_accuracy': f"top-1 of {classifier} (one pass, no test-time augmentation) on decoded images; sem_acc_clean on the originals; sem_agree = same prediction as on the original",
             'fid_cifarnet': f"Frechet distance in the 256-d penultimate features of {classifier} (NOT Inception FID); decoded vs {reference}; n={n} per user",
             'kid_cifarnet': f"unbiased KID (cubic polynomial kernel) in the same features, mean of 10 disjoint blocks, kid_cifarnet_se its standard error; decoded vs {reference}; n={n} per user"}
 

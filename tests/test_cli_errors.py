@@ -81,3 +81,10 @@ def test_data_path_accepts_the_data_folder_itself(files, real_data):
     r = cli("kdd_eval", "--checkpoint", files / "best.pt", "--data", "cifar10-npz", "--data_path", real_data,
             "--snrs", "10", "--max_groups", "4", "--out", files / "e.json", cwd=files)
     assert r.returncode == 0, r.stderr[-2000:]
+    import json                                          # CIFAR-10 data: kdd_eval adds the semantic metrics per user
+    res = json.loads((files / "e.json").read_text())
+    assert {'sem_acc_user0', 'sem_agree_user1', 'fid_cifarnet', 'kid_cifarnet'} <= set(res['results'])
+    assert 'NOT Inception' in res['conventions']['fid_cifarnet']
+    bad = cli("kdd_eval", "--checkpoint", files / "best.pt", "--data", "cifar10-npz", "--data_path", real_data,
+              "--snrs", "10", "--max_groups", "4", "--classifier", "zoo:nope", "--out", files / "e2.json", cwd=files)
+    assert bad.returncode == 1 and "is not a zoo entry" in bad.stderr and bad.stderr.count("\n") == 1

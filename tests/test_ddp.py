@@ -49,7 +49,6 @@ def _weights(tmp_path, out):
     return torch.load(tmp_path / out / 'last.pt', weights_only=True, map_location='cpu')
 
 
-@pytest.mark.slow
 def test_two_gloo_ranks_match_one_process_and_survive_a_crash(tmp_path):
     one, two = _run(tmp_path, 'one', 4), _run(tmp_path, 'two', 4, ranks=2)
     assert one.returncode == 0, one.stderr[-3000:]
