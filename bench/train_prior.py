@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse, json, math, time
 from dataclasses import replace, asdict
 from pathlib import Path
-import numpy as np
 import torch
 
 

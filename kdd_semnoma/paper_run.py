@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 import torch
 from fastcore.script import call_parse, store_true
-from .core import atomic_write, cli_errors, model_device
+from .core import atomic_write, cli_errors
 from .deepjscc import get_config, flops_per_image
 from .train import train_config, train_stage, init_distributed, dist_info, TrainConfig
 from .evaluate import eval_checkpoint

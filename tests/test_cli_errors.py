@@ -3,7 +3,6 @@ no traceback; --debug shows the traceback."""
 import os, subprocess, sys
 from pathlib import Path
 import pytest
-import torch
 from kdd_semnoma.semnoma import make_model
 from kdd_semnoma.deepjscc import get_config
 

@@ -3,7 +3,6 @@ batch each end at the weights of one process with the whole batch (fp32 toleranc
 last checkpoint intact and resumable. The comparison runs without dropout and channel noise, the only draws that
 differ by design between ranks (each rank draws its own, `step_generator(..., rank=r)`)."""
 import os, subprocess, sys
-from pathlib import Path
 import pytest
 import torch
 

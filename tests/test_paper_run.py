@@ -1,6 +1,5 @@
 "kdd_paper_run: the four paper stages in one command within a time budget (CPU smoke run with the tiny preset)."
 import json, os, subprocess, sys
-from pathlib import Path
 
 CLI = "from kdd_semnoma.paper_run import kdd_paper_run\nkdd_paper_run()\n"
 
