@@ -16,8 +16,7 @@ from .core import make_generator, model_device, default_device, atomic_write, cl
 from .channel import ChannelConfig, Channel, snr_grid, CHANNEL_NAMES, fading_of
 from .data import get_dls, DATASETS
 from .metrics import (psnr, ssim, jain_index, make_results, save_results, load_results, results_curves,
-                                 records_to_table, feature_stats, frechet_distance, kid_from_feats, kid_blocks,
-                                 semantic_conventions, CIFARNET)
+                                 records_to_table, prediction_scores, feature_distances, semantic_conventions, CIFARNET)
 from .classifier import classifier_outputs
 from .semnoma import with_channel, build_from_checkpoint
 from .train import load_checkpoint, eval_batches
@@ -59,15 +58,10 @@ def semantic_records(classifier: torch.nn.Module,
     clean = clean if clean is not None else {}
     if 'pred' not in clean: clean['pred'], clean['feats'] = out(x)                # (N, K), (N, K, D): cached across SNR points
     p_hat, f_hat = out(x_hat)                                                       # one classifier pass per SNR point
+    valid = labels is not None and bool((labels >= 0).all())                       # accuracy only when every label is known
     for k in range(K):
-        vals = {'sem_agree': (p_hat[:, k] == clean['pred'][:, k]).double().mean()}
-        if labels is not None and bool((labels >= 0).all()):
-            vals.update(sem_acc=(p_hat[:, k] == labels[:, k]).double().mean(),
-                        sem_acc_clean=(clean['pred'][:, k] == labels[:, k]).double().mean())
-        fa, fb = f_hat[:, k], clean['feats'][:, k]
-        vals['fid_cifarnet'] = frechet_distance(*feature_stats(fa), *feature_stats(fb))
-        if nb := kid_blocks(len(fa), len(fb)):
-            vals['kid_cifarnet'], vals['kid_cifarnet_se'] = kid_from_feats(fa, fb, n_blocks=nb, seed=seed)
+        vals = {**prediction_scores(p_hat[:, k], clean['pred'][:, k], labels[:, k] if valid else None),
+                **feature_distances(f_hat[:, k], clean['feats'][:, k], seed=seed)}
         recs += [dict(snr_db=float(snr), user=k, metric=name, value=float(v), n=n) for name, v in vals.items()]
     return recs
 

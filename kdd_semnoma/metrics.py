@@ -18,8 +18,9 @@ __all__ = ['DEFAULT_CONVENTIONS', 'MS_SSIM_WEIGHTS', 'WEIGHT_FILES', 'LPIPS_NETS
            'find_weights', 'lpips_model', 'lpips_distance', 'inception_features_model', 'image_features',
            'feature_stats', 'frechet_distance', 'fid_stats_key', 'cached_fid_stats', 'fid_from_feats',
            'fid_conventions', 'predict_classes', 'semantic_accuracy', 'kid_from_feats', 'fid_cifarnet', 'kid_blocks',
-           'kid_cifarnet', 'semantic_metric_fn', 'semantic_conventions', 'check_records', 'aggregate_records',
-           'make_results', 'save_results', 'load_results', 'records_to_table', 'results_curves']
+           'kid_cifarnet', 'prediction_scores', 'feature_distances', 'semantic_metric_fn', 'semantic_conventions',
+           'check_records', 'aggregate_records', 'make_results', 'save_results', 'load_results', 'records_to_table',
+           'results_curves']
 
 # %% ../nbs/08_metrics.ipynb #c412a469
 DEFAULT_CONVENTIONS = {
@@ -340,22 +341,31 @@ def kid_cifarnet(x_hat: Tensor, x_ref: Tensor, *, classifier: torch.nn.Module,
     nb = kid_blocks(len(fa), len(fb), n_blocks)
     return kid_from_feats(fa, fb, n_blocks=nb, seed=seed) if nb else (math.nan, math.nan)
 
+def prediction_scores(p_out: Tensor, p_ref: Tensor,   # (N,) classes predicted on the outputs and on the originals
+                      labels: Tensor | None = None) -> dict:   # (N,) true classes; None or any -1: no accuracy
+    "sem_agree (same prediction as on the original) and, with valid labels, sem_acc and sem_acc_clean."
+    vals = {'sem_agree': (p_out == p_ref).double().mean().item()}
+    if labels is not None and bool((labels >= 0).all()):                           # unlabelled data (-1): no accuracy
+        vals.update(sem_acc=(p_out == labels).double().mean().item(), sem_acc_clean=(p_ref == labels).double().mean().item())
+    return vals
+
+def feature_distances(fa: Tensor, fb: Tensor,          # (M, D), (N, D) classifier features of outputs and originals
+                      *, n_blocks: int = 10, seed: int = 0) -> dict:
+    "fid_cifarnet and (when the sets allow blocks, see kid_blocks) kid_cifarnet with kid_cifarnet_se."
+    vals = {'fid_cifarnet': frechet_distance(*feature_stats(fa), *feature_stats(fb))}
+    if nb := kid_blocks(len(fa), len(fb), n_blocks):                              # small sets: fewer, smaller blocks
+        vals['kid_cifarnet'], vals['kid_cifarnet_se'] = kid_from_feats(fa, fb, n_blocks=nb, seed=seed)
+    return vals
+
 def semantic_metric_fn(classifier: torch.nn.Module,
                        labels: Tensor | None = None,   # (N,) class ids of the reference images, or None
                        *, n_blocks: int = 10, seed: int = 0):
     "A callable (x_out, x) -> {sem_acc, sem_acc_clean, sem_agree, fid_cifarnet, kid_cifarnet, kid_cifarnet_se} for refinement tables."
     def fn(x_out: Tensor, x: Tensor) -> dict:   # (N, 3, 32, 32) outputs and references
         (l_out, fa), (l_ref, fb) = classifier_outputs(classifier, _flat_images(x_out)), classifier_outputs(classifier, _flat_images(x))
-        p_out, p_ref = l_out.argmax(1), l_ref.argmax(1)
-        vals = {'sem_agree': (p_out == p_ref).double().mean().item()}
         y = None if labels is None else torch.as_tensor(labels).long().reshape(-1)
-        if y is not None and len(y) != len(p_ref): raise ValueError(f"{len(y)} labels for {len(x)} images: pass the labels of the reference images.")
-        if y is not None and bool((y >= 0).all()):                                  # unlabelled data (-1): no accuracy
-            vals.update(sem_acc=(p_out == y).double().mean().item(), sem_acc_clean=(p_ref == y).double().mean().item())
-        vals['fid_cifarnet'] = frechet_distance(*feature_stats(fa), *feature_stats(fb))
-        if nb := kid_blocks(len(fa), len(fb), n_blocks):                              # small sets: fewer, smaller blocks
-            vals['kid_cifarnet'], vals['kid_cifarnet_se'] = kid_from_feats(fa, fb, n_blocks=nb, seed=seed)
-        return vals
+        if y is not None and len(y) != len(l_ref): raise ValueError(f"{len(y)} labels for {len(l_ref)} images: pass the labels of the reference images.")
+        return {**prediction_scores(l_out.argmax(1), l_ref.argmax(1), y), **feature_distances(fa, fb, n_blocks=n_blocks, seed=seed)}
     return fn
 
 def semantic_conventions(n: int, reference: str, classifier: str = CIFARNET) -> dict:
