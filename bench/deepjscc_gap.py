@@ -37,9 +37,11 @@ def main():
     doc = make_results('deepjscc_gap_cifar10_awgn', records, seed=0,
                        data='CIFAR-10, 466 pixel-exact test pairs (932 images)',
                        description='PSNR of the zoo AWGN systems minus published single-user DeepJSCC at k/n = 1/12 '
-                                   '(Bourtsoulatze et al. 2019, read off the figure: 22.5/24.4/25.9/28.3/30.0 dB at 1/4/7/13/19 dB). '
-                                   'Training images are a JPEG (q~75) export about 30 dB from the official pixels, which caps high-SNR PSNR.',
-                       config=dict(systems=[n for n, _ in SYSTEMS], command='python bench/deepjscc_gap.py'))
+                                   '(Bourtsoulatze et al. 2019, read off the figure: 22.5/24.4/25.9/28.3/30.0 dB at '
+                                   '1/4/7/13/19 dB). '
+                                   'Training images are a JPEG (q~75) export about 30 dB from the official pixels, '
+                                   'which caps high-SNR PSNR.',
+                       config=dict(systems=[n for n, _ in SYSTEMS]), command='python bench/deepjscc_gap.py')
     doc['results'] = res
     save_results(doc, ROOT / 'results' / 'deepjscc_gap_cifar10_awgn.json')
 

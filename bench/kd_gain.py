@@ -31,7 +31,7 @@ def main(argv=None) -> dict:
     p.add_argument('--device', default=None, help='cpu | cuda (default: CUDA if available)')
     p.add_argument('--quiet', action='store_true')
     a = p.parse_args(argv)
-    from kdd_semnoma.train import run_kd_gain
+    from kdd_semnoma.kd_gain import run_kd_gain
     budget = dict(QUICK) if a.quick else {}
     budget.update({k: v for k, v in dict(teacher_steps=a.teacher_steps, student_steps=a.student_steps,
                                          val_every=a.val_every).items() if v is not None})

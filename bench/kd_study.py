@@ -20,6 +20,7 @@ results/kd_study_cifar10_<channel>.json (means, bootstrap CIs over seeds and tes
     KDD_SEMNOMA_DATA=../shared/data python bench/kd_study.py all --jobs 2     # the whole queue, resumable
     python bench/kd_study.py report                                          # JSON from the committed npz files
     KDD_SEMNOMA_DATA=../shared/data python bench/kd_study.py run awgn kd 0   # one run
+    ... all --budget long   # the issue's budget (6000 teacher / 9000 student steps) into results/kd_study_long/
 """
 from __future__ import annotations
 import argparse, json, os, subprocess, sys, time
@@ -34,7 +35,11 @@ RESULTS = ROOT / 'results'
 NPZ_DIR = RESULTS / 'kd_study'
 SNRS = (0., 5., 10., 15., 20.)
 CHANNELS = ('awgn', 'rayleigh')   # channel names of channel.CHANNEL_NAMES studied here
-BUDGET = dict(preset='cpu-small', teacher_steps=2000, student_steps=1000, batch_size=32, val_every=250)
+BUDGETS = {   # 'short' is the committed study; 'long' is the issue's >= 9000 student steps, run across sessions
+    'short': dict(preset='cpu-small', teacher_steps=2000, student_steps=1000, batch_size=32, val_every=250),
+    'long': dict(preset='cpu-small', teacher_steps=6000, student_steps=9000, batch_size=32, val_every=1000)}
+STUDY = 'short'
+BUDGET = BUDGETS[STUDY]
 MAIN_ARMS = ('scratch', 'nokd', 'kd')
 EXTRA_ARMS = ('scratch-total', 'fa-x2000', 'crosskd-only', 'fa-only', 'fa-x100', 'fa-x10', 'fa-x0.1', 'fa-dec')
 N_BOOT = 2000
@@ -57,6 +62,19 @@ def arm_spec(arm: str, latent_hw=(8, 8), n_users: int = 2) -> dict:
     raise ValueError(f"unknown arm {arm!r}; choose teacher, oma, {', '.join(MAIN_ARMS + EXTRA_ARMS)} or fa-xN.")
 
 
+def select_budget(name: str) -> None:
+    "Point BUDGET, NPZ_DIR and the results names at study `name` ('short': results/kd_study/, 'long': results/kd_study_long/)."
+    global STUDY, BUDGET, NPZ_DIR
+    if name not in BUDGETS: raise SystemExit(f"unknown --budget {name!r}; choose {' or '.join(BUDGETS)}.")
+    STUDY, BUDGET = name, BUDGETS[name]
+    NPZ_DIR = RESULTS / ('kd_study' if name == 'short' else f'kd_study_{name}')
+
+
+def study_name() -> str:
+    "Folder / results stem of the selected study: kd_study (short) or kd_study_long."
+    return 'kd_study' if STUDY == 'short' else f'kd_study_{STUDY}'
+
+
 def run_dir(runs: Path, channel: str, arm: str, seed: int) -> Path:
     return runs / channel / ('teacher' if arm == 'teacher' else f'{arm}-s{seed}')
 
@@ -76,15 +94,14 @@ def per_image_scores(model, x, snrs=SNRS, *, seed: int = 0, batch: int = 128) ->
     import torch
     from kdd_semnoma.core import make_generator
     from kdd_semnoma.metrics import psnr, ssim
+    from kdd_semnoma.semnoma import decode
     out = {'psnr': [], 'ssim': []}
-    model.eval()
-    with torch.inference_mode():
-        for i, snr in enumerate(snrs):
-            g, p, s = make_generator(seed * 1000 + i), [], []
-            for xb in x.split(batch):
-                x_hat = model(xb, torch.full((len(xb),), float(snr)), generator=g).x_hat.clamp(0, 1)
-                p.append(psnr(x_hat, xb)); s.append(ssim(x_hat, xb))
-            out['psnr'].append(torch.cat(p)); out['ssim'].append(torch.cat(s))
+    for i, snr in enumerate(snrs):
+        g, p, s = make_generator(seed * 1000 + i), [], []
+        for xb in x.split(batch):
+            x_hat = decode(model, xb, snr, generator=g)
+            p.append(psnr(x_hat, xb)); s.append(ssim(x_hat, xb))
+        out['psnr'].append(torch.cat(p)); out['ssim'].append(torch.cat(s))
     return {k: torch.stack(v).numpy().astype(np.float32) for k, v in out.items()}
 
 
@@ -102,7 +119,8 @@ def do_run(channel: str, arm: str, seed: int, runs: Path, budget: dict = BUDGET,
     "Train (or resume) one run and write its per-image scores; a run whose npz exists is skipped."
     import torch
     torch.set_num_threads(int(os.environ.get('KDD_STUDY_THREADS', '1')))
-    from kdd_semnoma.train import train_stage, load_checkpoint, load_model
+    from kdd_semnoma.train import train_stage, load_model
+    from kdd_semnoma.semnoma import read_checkpoint
     target = npz_path(channel, arm, seed)
     if target.exists(): return target
     cfg = train_config_for(channel, arm, seed, budget)
@@ -112,7 +130,7 @@ def do_run(channel: str, arm: str, seed: int, runs: Path, budget: dict = BUDGET,
     t0 = time.time()
     train_stage(cfg, data=data, out_dir=out, teacher=teacher, resume=(out / 'last.pt').exists(),
                 device='cpu', show_progress=False)
-    ck, last = load_checkpoint(out / 'best.pt'), load_checkpoint(out / 'last.pt')
+    ck, last = read_checkpoint(out / 'best.pt'), read_checkpoint(out / 'last.pt')
     scores = per_image_scores(load_model(out / 'best.pt'), test_groups())
     meta = dict(channel=channel, arm=arm, seed=seed, train_config=asdict(cfg), crosskd_index=cfg.crosskd_at,
                 fa_weight_effective=(cfg.loss_weights.fa_weight((1, cfg.n_users, 16, 8, 8)) if cfg.stage == 'student' else 0.),
@@ -161,7 +179,7 @@ def run_all(args) -> None:
             q.remove(r)
             if npz_path(*r).exists(): continue
             if running_elsewhere(Path(args.runs), r): q.append(r); continue   # checked again next round
-            cmd = [sys.executable, __file__, 'run', *map(str, r), '--runs', str(args.runs)]
+            cmd = [sys.executable, __file__, 'run', *map(str, r), '--runs', str(args.runs), '--budget', STUDY]
             running[r] = subprocess.Popen(cmd, stdout=open(log, 'a'), stderr=subprocess.STDOUT)
             print(f"{time.strftime('%H:%M:%S')} started {r}", flush=True)
         time.sleep(5)
@@ -222,11 +240,12 @@ def report_channel(channel: str) -> dict | None:
                  fa_weight_effective=m['fa_weight_effective'], crosskd_index=m['crosskd_index'])
             for a, v in arms.items() for m in v['meta']}
     any_meta = next(iter(arms.values()))['meta'][0]['train_config']
-    optim = {k: any_meta[k] for k in ('lr', 'weight_decay', 'grad_clip', 'lr_schedule', 'warmup_steps', 'batch_size', 'model')}
+    optim = {k: any_meta[k] for k in ('lr', 'weight_decay', 'grad_clip', 'lr_schedule', 'warmup_steps', 'batch_size')}
+    optim['preset'] = any_meta.get('preset', any_meta.get('model'))      # 'model' in runs made before the rename
     from kdd_semnoma import __version__
     from kdd_semnoma.metrics import make_results
     doc = make_results(
-        f'kd_study_cifar10_{channel}', [dict(r) for r in records], seed=None,
+        f'{study_name()}_cifar10_{channel}', [dict(r) for r in records], seed=None,
         data='cifar10-npz: trained on the 50k JPEG (q75) training export minus a validation split; evaluated on the '
              '932 pixel-exact CIFAR-10 test images as 466 fixed pairs (K = 2)',
         description=f"KD study on {channel}: every arm with one optimiser configuration ({optim}), the same data, "
@@ -239,9 +258,9 @@ def report_channel(channel: str) -> dict | None:
                     total_train_time_min=round(sum(r['train_time_min'] for r in runs.values()), 1),
                     runs=runs, version=__version__,
                     teacher_note='the teacher is frozen and in eval mode during KD (the reference leaves it in train '
-                                 'mode, drop-path active)',
-                    command='KDD_SEMNOMA_DATA=../shared/data python bench/kd_study.py all --jobs 2; '
-                            'python bench/kd_study.py report'))
+                                 'mode, drop-path active)'),
+        command=f'KDD_SEMNOMA_DATA=../shared/data python bench/kd_study.py all --jobs 2 --budget {STUDY}; '
+                f'python bench/kd_study.py report --budget {STUDY}')
     doc['results'] = res
     return doc
 
@@ -252,7 +271,7 @@ def report(args) -> list:
     for c in CHANNELS:
         doc = report_channel(c)
         if doc is None: continue
-        p = save_results(doc, RESULTS / f'kd_study_cifar10_{c}.json'); out.append(p)
+        p = save_results(doc, RESULTS / f'{study_name()}_cifar10_{c}.json'); out.append(p)
         r = doc['results']
         print(f"== {c}: " + ', '.join(f"{k[5:]} ({len(doc['config']['seeds'][k[5:]])})" for k in r
                                        if k.startswith('psnr_') and not k.endswith('ci95')))
@@ -271,13 +290,16 @@ def main(argv=None):
     a.add_argument('--jobs', type=int, default=2); a.add_argument('--seeds', type=int, default=3)
     a.add_argument('--channels', nargs='+', default=list(CHANNELS), choices=sorted(CHANNELS))
     a.add_argument('--no_extras', action='store_true'); a.add_argument('--no_oma', action='store_true')
-    for s in (r, a): s.add_argument('--runs', default=None, help='checkpoint folder (default: $KDD_SEMNOMA_HOME/runs/kd_study)')
-    sub.add_parser('report', help='results JSON from results/kd_study/*.npz')
+    for s in (r, a): s.add_argument('--runs', default=None, help='checkpoint folder (default: $KDD_SEMNOMA_HOME/runs/kd_study[_long])')
+    rep = sub.add_parser('report', help='results JSON from results/kd_study[_long]/*.npz')
+    for s in (r, a, rep): s.add_argument('--budget', default='short', choices=sorted(BUDGETS),
+                                         help="'short' (2000 T / 1000 S, committed) or 'long' (6000 T / 9000 S)")
     args = p.parse_args(argv)
+    select_budget(args.budget)
     if args.cmd == 'report': return report(args)
     from kdd_semnoma.core import runs_path
-    args.runs = Path(args.runs) if args.runs else runs_path() / 'kd_study'
-    if args.cmd == 'run': return do_run(args.channel, args.arm, args.seed, args.runs)
+    args.runs = Path(args.runs) if args.runs else runs_path() / study_name()
+    if args.cmd == 'run': return do_run(args.channel, args.arm, args.seed, args.runs, BUDGET)
     run_all(args); report(args)
 
 

@@ -14,8 +14,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_COMMIT = 'bdd6c37'   # the commit whose training code bench/kd_study.py ran for the shipped systems
 ENTRIES = {  # zoo name -> (channel, study arm, seed, what)
-    'teacher-cifar10-awgn': ('awgn', 'teacher', 0, 'orthogonal teacher: shared encoder and decoder, every user on its own interference-free channel'),
-    'kd-semnoma-cifar10-awgn': ('awgn', 'kd', 0, 'KD-SemNOMA: SemNOMA distilled from the teacher (faithful KD: 10 L1 + 100K/(hw)^2 FA + 1 CrossKD)'),
+    'teacher-cifar10-awgn': ('awgn', 'teacher', 0, 'orthogonal teacher: shared encoder and decoder, '
+                                                   'every user on its own interference-free channel'),
+    'kd-semnoma-cifar10-awgn': ('awgn', 'kd', 0, 'KD-SemNOMA: SemNOMA distilled from the teacher '
+                                                 '(faithful KD: 10 L1 + 100K/(hw)^2 FA + 1 CrossKD)'),
     'semnoma-cifar10-awgn': ('awgn', 'scratch', 0, 'SemNOMA without KD, trained from scratch (the reference baseline)'),
     'oma-cifar10-awgn': ('awgn', 'oma', 0, 'OMA/TDMA DeepJSCC: each user gets half the channel uses, power boosted'),
     'teacher-cifar10-rayleigh': ('rayleigh', 'teacher', 0, 'orthogonal teacher on Rayleigh block fading with CSI'),
@@ -33,6 +35,8 @@ def card(name: str, what: str, ck: dict, last: dict, table: str, cfg) -> str:
     tc, jc = ck['train_config'], ck['config']
     init = TrainConfig.from_dict(tc).init_from
     lat = cfg.latent_shape
+    bw = cfg.bandwidth_ratio_per_user
+    chan = 'AWGN' if ck['channel']['fading'] == 'none' else ck['channel']['fading'] + ' block fading, CSI at transmitter and receiver'
     kd = ''
     if tc['stage'] == 'student':
         from kdd_semnoma.train import TrainConfig
@@ -46,8 +50,8 @@ def card(name: str, what: str, ck: dict, last: dict, table: str, cfg) -> str:
 - data: CIFAR-10 training images from the shared JPEG (q≈75) export (50,000 minus a 10 % validation split);
   model selection on that validation split; never on the test images
 - preset: `cpu-small` (ConvNeXt dims {tuple(jc['dims'])}, depths {tuple(jc['depths'])}, latent {lat[0]}×{lat[1]}×{lat[2]} =
-  {cfg.n_symbols} complex channel uses per block, K = {cfg.n_users} users: bandwidth ratio {cfg.bandwidth_ratio_per_user:.4f} = 1/{round(1 / cfg.bandwidth_ratio_per_user)} per user)
-- channel: {'AWGN' if ck['channel']['fading'] == 'none' else ck['channel']['fading'] + ' block fading, CSI at transmitter and receiver'}, training SNR ~ U[{tc['snr_low']:g}, {tc['snr_high']:g}] dB
+  {cfg.n_symbols} complex channel uses per block, K = {cfg.n_users} users: bandwidth ratio {bw:.4f} = 1/{round(1 / bw)} per user)
+- channel: {chan}, training SNR ~ U[{tc['snr_low']:g}, {tc['snr_high']:g}] dB
 - training: stage `{tc['stage']}`{', init ' + init if tc['stage'] in ('semnoma', 'student') else ''}, {last['step']} steps
   (best validation checkpoint: step {ck['step']}), batch {tc['batch_size']} groups, AdamW lr {tc['lr']:g} ({tc['lr_schedule']},
   {tc['warmup_steps']} warm-up steps), weight decay {tc['weight_decay']:g}, gradient clipping {tc['grad_clip'] or 'none'}, seed {tc['seed']}
@@ -70,8 +74,7 @@ def main(argv=None):
     p.add_argument('--runs', required=True, help='the kd_study checkpoint folder')
     p.add_argument('--only', nargs='*', default=None, help='export only these entries')
     args = p.parse_args(argv)
-    from kdd_semnoma.train import load_checkpoint
-    from kdd_semnoma.semnoma import build_from_checkpoint
+    from kdd_semnoma.semnoma import read_checkpoint, build_from_checkpoint
     from kdd_semnoma.data import get_dls
     from kdd_semnoma.evaluate import evaluate
     from kdd_semnoma.metrics import records_to_table
@@ -81,7 +84,7 @@ def main(argv=None):
         if args.only and name not in args.only: continue
         d = Path(args.runs) / channel / ('teacher' if arm == 'teacher' else f'{arm}-s{seed}')
         if not (d / 'best.pt').is_file(): print(f"skip {name}: {d}/best.pt not there yet"); continue
-        ck, last = load_checkpoint(d / 'best.pt'), load_checkpoint(d / 'last.pt')
+        ck, last = read_checkpoint(d / 'best.pt'), read_checkpoint(d / 'last.pt')
         model = build_from_checkpoint(ck).eval()
         recs = evaluate(model, test, '0:20:5', seed=0)
         table = records_to_table(recs, metrics=['psnr', 'ssim'], per_user=True, digits=3)

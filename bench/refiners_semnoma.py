@@ -22,15 +22,14 @@ def decode_train_pairs(model, loader, n_groups: int, snr_low: float, snr_high: f
     "Student reconstructions of training groups at random SNRs: (x_hat, x), each (N*K, 3, H, W) on CPU."
     from kdd_semnoma.core import make_generator, model_device
     from kdd_semnoma.channel import sample_snr_db
+    from kdd_semnoma.semnoma import decode
     device, g = model_device(model), make_generator(seed, model_device(model))
     xs, xhs, seen = [], [], 0
-    model.eval()
-    with torch.inference_mode():
-        for x, _ in loader:
-            x = x[:n_groups - seen].to(device).float(); seen += len(x)
-            snr = sample_snr_db(len(x), snr_low, snr_high, generator=g, device=device)
-            xhs.append(model(x, snr, generator=g).x_hat.float().clamp(0, 1).flatten(0, 1).cpu()); xs.append(x.flatten(0, 1).cpu())
-            if seen >= n_groups: break
+    for x, _ in loader:
+        x = x[:n_groups - seen].to(device).float(); seen += len(x)
+        snr = sample_snr_db(len(x), snr_low, snr_high, generator=g, device=device)
+        xhs.append(decode(model, x, snr, generator=g).flatten(0, 1).cpu()); xs.append(x.flatten(0, 1).cpu())
+        if seen >= n_groups: break
     return torch.cat(xhs), torch.cat(xs)
 
 
@@ -43,7 +42,8 @@ def main(argv=None) -> dict:
     p.add_argument('--data', default='cifar10-npz')
     p.add_argument('--snrs', default='0,5,10', help='test SNRs in dB')
     p.add_argument('--snr_low', type=float, default=0.); p.add_argument('--snr_high', type=float, default=20.)
-    p.add_argument('--n_train_groups', type=int, default=5000); p.add_argument('--n_test_groups', type=int, default=0, help='0 = all test groups')
+    p.add_argument('--n_train_groups', type=int, default=5000)
+    p.add_argument('--n_test_groups', type=int, default=0, help='0 = all test groups')
     p.add_argument('--cgan_steps', type=int, default=1500); p.add_argument('--batch_size', type=int, default=32)
     p.add_argument('--t0s', default='25,50,100,200'); p.add_argument('--eta', type=float, default=0.)
     p.add_argument('--steps', type=int, default=10, help='DDIM reverse steps')

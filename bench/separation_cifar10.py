@@ -8,10 +8,11 @@ in the kit's results schema, with the semantic accuracy (sem_acc) of the kit's C
 (zoo:cifarnet-cifar10) on what the receiver shows. About 3 CPU-minutes for all groups (HEIF/x265 encoding dominates).
 """
 from __future__ import annotations
-import argparse, time
+import argparse, shlex, sys, time
 from pathlib import Path
 import numpy as np
-from kdd_semnoma.bounds import separation_results, capacity_records, SNRS_DB
+from kdd_semnoma.bounds import capacity_records
+from kdd_semnoma.separation import separation_results, SNRS_DB
 from kdd_semnoma.data import cifar10_from_npz
 from kdd_semnoma.metrics import save_results, records_to_table
 
@@ -24,7 +25,7 @@ def main():
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--classifier', default='zoo:cifarnet-cifar10', help="semantic-accuracy network (zoo:NAME) or 'none'")
     a = p.parse_args()
-    t0 = time.time()
+    t0, command = time.time(), shlex.join(['python', 'bench/separation_cifar10.py', *sys.argv[1:]])
     classify, name = None, ''
     if a.classifier.lower() != 'none':
         from kdd_semnoma import zoo
@@ -33,16 +34,20 @@ def main():
         classify = lambda x: predict_classes(clf, x).numpy()
     out = separation_results(cifar10_from_npz('test-exact'), n_users=a.n_users, n_uses=a.n_uses, n_groups=a.n_groups,
                              seed=a.seed, data='cifar10 test_exact_first932.npz (pixel-exact official test images)',
-                             out_dir=a.out_dir, prefix='separation_cifar10', classify=classify, classifier_name=name)
+                             out_dir=a.out_dir, prefix='separation_cifar10', classify=classify, classifier_name=name,
+                             command=command)
     for ch, r in out.items():
-        print(f'## {ch}'); print(records_to_table(r['records'], metrics=['psnr', 'psnr_hdr', 'ssim', 'bits', 'fallback_rate'] + (['sem_acc'] if classify else [])))
+        print(f'## {ch}')
+        shown = ['psnr', 'psnr_hdr', 'ssim', 'bits', 'fallback_rate'] + (['sem_acc'] if classify else [])
+        print(records_to_table(r['records'], metrics=shown))
     cap = capacity_records(np.arange(-5, 30.1, 2.5), a.n_users, a.n_uses, n_draws=1 << 18, seed=a.seed)
     path = save_results(Path(a.out_dir) / f'capacity_mac_k{a.n_users}_n{a.n_uses}.json', name=f'capacity-mac-k{a.n_users}',
                         records=cap, seed=a.seed, data='none (closed form; Rayleigh by Monte Carlo, 2^18 draws)',
                         description=f'per-user rates of the {a.n_users}-user MAC: AWGN NOMA/OMA, Rayleigh with/without CSIT',
                         config=dict(n_users=a.n_users, n_uses=a.n_uses, snrs_db=list(SNRS_DB)),
                         conventions={'rate': 'bits per shared complex channel use per user', 'bits': 'n_uses * rate per user',
-                                     'snr': 'total: sigma^2 = 10^(-SNR/10), per-user power 1/K'})
+                                     'snr': 'total: sigma^2 = 10^(-SNR/10), per-user power 1/K'},
+                        command=command)
     print(f'wrote {path} and {len(out)} separation files in {time.time() - t0:.0f} s')
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train a UNet2DModel diffusion prior (DDPM epsilon loss, EMA) with `kdd_semnoma.diffusion.train_prior`, then
+"""Train a UNet2DModel diffusion prior (DDPM epsilon loss, EMA) with `kdd_semnoma.prior_training.train_prior`, then
 report held-out denoising error, a sample grid and (when the metrics module and Inception weights allow) FID.
 
 Real CIFAR-10 prior on a GPU (about 10 minutes on an H100):
@@ -8,12 +8,33 @@ Real CIFAR-10 prior on a GPU (about 10 minutes on an H100):
 CPU smoke run:
     python bench/train_prior.py --data tiles --size tiny --steps 20 --batch_size 8 --out_dir /tmp/prior
 The prior folder is diffusers format (unet/ safetensors + scheduler/) and loads with `diffusion.load_prior`.
+
+The report is a results file in the kit's schema (`kdd_semnoma.metrics.save_results`, x = 'step', user -1): records
+`loss` (training loss curve), `eps_mse_t<t>` (held-out denoising error at the last step) and `fid`; the fields
+device, params_M, steps_done, train_s, sample_s and `command` (this command line). It goes to OUT_DIR/train_report.json
+and, with --results, to that file too.
+
+Rewrite a report of the earlier ad-hoc layout (keys loss_curve, heldout, fid, fid_note, ...) into the schema without
+retraining, in place (or into --results); every number is carried over unchanged:
+    python bench/train_prior.py --restate results/prior_cifar10_tiny_cpu.json
 """
 from __future__ import annotations
-import argparse, json, math, time
+import argparse, json, math, shlex, sys, time
 from dataclasses import replace, asdict
 from pathlib import Path
 import torch
+
+HELDOUT_TS = (10, 50, 200, 500, 800)   # timesteps of the held-out denoising error
+HELDOUT_N = 512                        # test images it averages over (fewer if the test set is smaller)
+CONVENTIONS = {
+    'step': 'x of every record: optimiser step; held-out and FID records sit at the last step (steps_done)',
+    'user': '-1 on every record: one prior, no users',
+    'loss': 'DDPM epsilon-prediction MSE on training batches, mean over the optimiser steps since the previous logged point '
+            '(n = those steps), rounded to 5 decimals; about 50 points of the logged history plus the last',
+    'eps_mse': 'eps_mse_t<t>: noise-prediction MSE of the EMA weights on the first n test images diffused to timestep t, '
+               'fixed noise (generator seed 0)',
+    'fid': 'FID of DDIM samples against test images (n = samples); value null when it was not computed (see the note)',
+}
 
 
 def load_data(name: str, size: int) -> tuple:  # (train uint8 (N, 3, H, W), test uint8 (M, 3, H, W))
@@ -37,7 +58,7 @@ def load_data(name: str, size: int) -> tuple:  # (train uint8 (N, 3, H, W), test
 
 
 @torch.inference_mode()
-def heldout_eps_mse(unet, sch, x_test: torch.Tensor, ts=(10, 50, 200, 500, 800), n: int = 512, bs: int = 256) -> dict:
+def heldout_eps_mse(unet, sch, x_test: torch.Tensor, ts=HELDOUT_TS, n: int = HELDOUT_N, bs: int = 256) -> dict:
     "Noise-prediction MSE on held-out images at fixed t (fixed noise): a weight-free measure of the prior."
     from kdd_semnoma.diffusion import to_model
     dev = next(unet.parameters()).device
@@ -83,9 +104,96 @@ def try_fid(fake: torch.Tensor, real: torch.Tensor) -> dict:
             'fid_conventions': metrics.fid_conventions(len(fake), len(real))}
 
 
+def _command(argv) -> str:
+    "This script's command line (the arguments given to main, or the process's)."
+    return 'python bench/train_prior.py ' + shlex.join(sys.argv[1:] if argv is None else list(argv))
+
+
+def loss_points(hist: list) -> list:  # [(step, loss, n steps averaged)], about 50 of the history plus the last, no repeats
+    "The loss curve written to the report, from train_prior's history [{'step', 'loss', ...}]."
+    if not hist: return []
+    idx = sorted(set(range(0, len(hist), max(1, len(hist) // 50))) | {len(hist) - 1})
+    return [(hist[i]['step'], round(hist[i]['loss'], 5), hist[i]['step'] - (hist[i - 1]['step'] if i else 0)) for i in idx]
+
+
+def prior_results(*, name: str, description: str, config: dict, seed: int, data: str, steps_done: int,
+                  loss: list,           # [(step, loss, n)] from loss_points
+                  heldout: dict,        # {'eps_mse_t<t>': value} from heldout_eps_mse
+                  heldout_n: int,       # test images behind each held-out value
+                  fid: dict,            # {} (no samples) or try_fid's dict plus 'n' (samples compared; 0 if not computed)
+                  command: str, command_note: str | None = None, **fields) -> dict:
+    "The prior's report as a results dict in the kit's schema (records x = 'step', user -1)."
+    from kdd_semnoma.metrics import make_results
+    recs = [dict(step=s, user=-1, metric='loss', value=v, n=n) for s, v, n in loss]
+    recs += [dict(step=steps_done, user=-1, metric=k, value=v, n=heldout_n, t=int(k.rsplit('_t', 1)[1])) for k, v in heldout.items()]
+    conv = dict(CONVENTIONS)
+    if fid:
+        recs.append(dict(step=steps_done, user=-1, metric='fid', value=fid['fid'], n=fid['n'], note=fid.get('fid_note', '')))
+        if fid.get('fid_conventions'): conv['fid_conventions'] = fid['fid_conventions']
+    return make_results(name, recs, x='step', description=description, config=config, seed=seed, data=data, conventions=conv,
+                        steps_done=steps_done, **fields, command=command, **({'command_note': command_note} if command_note else {}))
+
+
+LEGACY_KEYS = ('name', 'description', 'config', 'seed', 'data', 'device', 'params_M', 'steps_done', 'train_s', 'loss_curve',
+               'heldout', 'sample_s', 'fid', 'fid_note', 'fid_conventions', 'command')
+
+
+def training_command(old: dict) -> str | None:
+    "The training command of a legacy report: recorded in it, or rebuilt from its config, data and seed (None if no preset fits)."
+    from kdd_semnoma.diffusion import PRIOR_PRESETS
+    if old.get('command') or (old.get('config') or {}).get('command'): return old.get('command') or old['config']['command']
+    cfg = json.loads(json.dumps(old.get('config') or {}))
+    free = ('steps', 'batch_size', 'lr')           # the preset fields main() lets the command line change
+    for size, preset in PRIOR_PRESETS.items():
+        ref = json.loads(json.dumps(asdict(preset)))
+        if set(ref) == set(cfg) and all(ref[k] == cfg[k] for k in ref if k not in free):
+            args = ['--data', old['data'], '--size', size, '--steps', cfg['steps'], '--batch_size', cfg['batch_size']]
+            if cfg['lr'] != ref['lr']: args += ['--lr', cfg['lr']]
+            if old.get('seed'): args += ['--seed', old['seed']]
+            return 'python bench/train_prior.py ' + shlex.join(map(str, args)) + f" --out_dir DIR/{old['name']}"
+    return None
+
+
+def restate(old_path, out_path=None, argv=None) -> Path:
+    "Rewrite a legacy (ad-hoc layout) train_prior report into the results schema; every number carried over unchanged."
+    from kdd_semnoma.metrics import save_results
+    old_path = Path(old_path); old = json.loads(old_path.read_text())
+    if 'records' in old and 'results' in old: raise SystemExit(f"{old_path} is already in the results schema: nothing to restate.")
+    if missing := [k for k in ('name', 'config', 'data', 'steps_done', 'loss_curve', 'heldout') if k not in old]:
+        raise SystemExit(f"{old_path} lacks {missing}: not a train_prior report of the earlier layout.")
+    if old['data'] != 'cifar10-npz':   # the held-out count n is only known for the CIFAR-10 test split (10,000 >= HELDOUT_N)
+        raise SystemExit(f"{old_path}: data {old['data']!r}: the held-out image count is not recorded; restate supports cifar10-npz.")
+    le = max(1, min(100, old['config']['steps'] // 50))   # main()'s log_every for this config
+    loss, seen = [], set()
+    for s, v in old['loss_curve']:
+        if (s, v) in seen: continue                         # the old writer appended the last point even when sampled
+        seen.add((s, v)); loss.append((s, v, s % le or le))
+    fid = {}
+    if 'fid' in old:
+        fid = dict(fid=old['fid'], fid_note=old.get('fid_note', ''), fid_conventions=old.get('fid_conventions'),
+                   n=(old.get('fid_conventions') or {}).get('n_fake', 0) if old['fid'] is not None else 0)
+    train_cmd = training_command(old)
+    here = _command(argv)
+    note = ('written by the restate command from a report in the earlier ad-hoc layout; numbers unchanged; '
+            f'n of the loss records = steps since the previous logged point (log_every {le} of that run); '
+            f'n of the held-out records = {HELDOUT_N}, the script\'s fixed count')
+    if train_cmd and 'DIR/' in train_cmd:
+        note += '; training command rebuilt from config, data and seed (DIR, the parent of the prior folder, was not recorded)'
+    extra = {k: old[k] for k in ('device', 'params_M', 'train_s', 'sample_s') if k in old}
+    extra.update({k: v for k, v in old.items() if k not in LEGACY_KEYS})   # anything else is kept as it was
+    doc = prior_results(name=old['name'], description=old.get('description', ''), config=old['config'], seed=old.get('seed'),
+                        data=old['data'], steps_done=old['steps_done'], loss=loss, heldout=old['heldout'], heldout_n=HELDOUT_N,
+                        fid=fid, command='; '.join(c for c in (train_cmd, here) if c), command_note=note, **extra)
+    out = save_results(doc, Path(out_path or old_path))
+    print(f"restated {old_path} -> {out}: {len(doc['records'])} records")
+    return out
+
+
 def main(argv=None):
-    from kdd_semnoma.diffusion import PRIOR_PRESETS, train_prior, load_prior
+    from kdd_semnoma.diffusion import PRIOR_PRESETS, load_prior
+    from kdd_semnoma.prior_training import train_prior
     from kdd_semnoma.core import default_device, set_seed
+    from kdd_semnoma.metrics import save_results
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--data', default='tiles', choices=['tiles', 'cifar10-npz'])
     p.add_argument('--size', default='tiny', choices=sorted(PRIOR_PRESETS), help="PriorConfig preset")
@@ -93,14 +201,18 @@ def main(argv=None):
     p.add_argument('--batch_size', type=int, default=None)
     p.add_argument('--lr', type=float, default=None)
     p.add_argument('--max_minutes', type=float, default=None, help="stop and save after this wall-clock budget")
-    p.add_argument('--out_dir', required=True, help="prior folder (diffusers format); rerun to resume")
+    p.add_argument('--out_dir', default=None, help="prior folder (diffusers format); rerun to resume (needed unless --restate)")
     p.add_argument('--save_every', type=int, default=2000)
     p.add_argument('--device', default=None)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--n_samples', type=int, default=2000, help="DDIM samples for the grid and FID (0: none)")
     p.add_argument('--sample_steps', type=int, default=50)
-    p.add_argument('--results', default=None, help="also write the report JSON here")
+    p.add_argument('--results', default=None, help="also write the report JSON here (with --restate: write there, not in place)")
+    p.add_argument('--restate', default=None, metavar='OLD.json',
+                   help="rewrite a report of the earlier ad-hoc layout into the results schema (in place unless --results); no training")
     a = p.parse_args(argv)
+    if a.restate: return restate(a.restate, a.results, argv)
+    if a.out_dir is None: p.error("--out_dir is required (unless --restate)")
     set_seed(a.seed)
     dev = default_device(a.device)
     if dev.type == 'cuda':  # entry point: speed flags are allowed here (never at import time in the library)
@@ -115,23 +227,25 @@ def main(argv=None):
     train_s = time.time() - t0
     pr = load_prior(a.out_dir, device=dev)
     n_params = sum(p.numel() for p in pr.unet.parameters())
-    report = {'name': Path(a.out_dir).name, 'description': f"UNet2DModel DDPM prior, preset {a.size}, EMA weights",
-              'config': asdict(cfg), 'seed': a.seed, 'data': a.data, 'device': str(dev),
-              'params_M': round(n_params / 1e6, 2), 'steps_done': pr.meta.get('step'), 'train_s': round(train_s, 1),
-              'loss_curve': [(h['step'], round(h['loss'], 5)) for h in hist[:: max(1, len(hist) // 50)]] + [(hist[-1]['step'], round(hist[-1]['loss'], 5))],
-              'heldout': heldout_eps_mse(pr.unet, pr.scheduler, x_test)}
+    fields = dict(device=str(dev), params_M=round(n_params / 1e6, 2), steps_done=pr.meta.get('step'), train_s=round(train_s, 1))
+    heldout = heldout_eps_mse(pr.unet, pr.scheduler, x_test)
+    fid = {}
     if a.n_samples:
         t1 = time.time(); fake = sample(pr.unet, pr.scheduler, a.n_samples, a.sample_steps, seed=a.seed)
-        report['sample_s'] = round(time.time() - t1, 1)
+        fields['sample_s'] = round(time.time() - t1, 1)
         r = int(math.sqrt(min(64, len(fake)))); H, W = fake.shape[-2:]
         grid = fake[:r * r].reshape(r, r, 3, H, W).permute(0, 3, 1, 4, 2).reshape(r * H, r * W, 3)   # (rH, rW, 3)
         from PIL import Image
         Image.fromarray((grid * 255).round().byte().numpy()).save(Path(a.out_dir) / 'samples.png')
-        report.update(try_fid(fake, x_test[:a.n_samples].float() / 255))
-    text = json.dumps(report, indent=1)
-    (Path(a.out_dir) / 'train_report.json').write_text(text)
-    if a.results: Path(a.results).parent.mkdir(parents=True, exist_ok=True); Path(a.results).write_text(text)
-    print(json.dumps({k: v for k, v in report.items() if k != 'loss_curve'}, indent=1))
+        fid = try_fid(fake, x_test[:a.n_samples].float() / 255)
+        fid['n'] = len(fake) if fid['fid'] is not None else 0
+    doc = prior_results(name=Path(a.out_dir).name, description=f"UNet2DModel DDPM prior, preset {a.size}, EMA weights",
+                        config=asdict(cfg), seed=a.seed, data=a.data, loss=loss_points(hist), heldout=heldout,
+                        heldout_n=min(HELDOUT_N, len(x_test)), fid=fid, command=_command(argv), **fields)
+    save_results(doc, Path(a.out_dir) / 'train_report.json')
+    if a.results: save_results(doc, a.results)
+    print(json.dumps({k: v for k, v in doc.items() if k not in ('records', 'results', 'conventions')}, indent=1))
+    print(json.dumps({r['metric']: r['value'] for r in doc['records'] if r['metric'] != 'loss'}, indent=1))
 
 
 if __name__ == '__main__':

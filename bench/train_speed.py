@@ -129,7 +129,8 @@ def main(argv=None):
     p.add_argument('--quick', action='store_true', help='1 warm-up and 2 timed steps per row')
     p.add_argument('--presets', default='paper,cpu-small'); p.add_argument('--users', default='2,4')
     p.add_argument('--devices', default='cpu,cuda', help='cuda rows are skipped when no GPU is present')
-    p.add_argument('--impls', default='reference,kit', help='reference first: ratios are taken against the first'); p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--impls', default='reference,kit', help='reference first: ratios are taken against the first')
+    p.add_argument('--threads', type=int, default=2)
     p.add_argument('--batch', type=int, default=32); p.add_argument('--steps', type=int, default=7, help='timed rounds')
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--compile', action='store_true', help='also time torch.compile of the kit (slow to compile)')
@@ -147,7 +148,8 @@ def main(argv=None):
     devices = [d for d in a.devices.split(',') if d == 'cpu' or torch.cuda.is_available()]
     torch.set_num_threads(a.threads)
     peak = {d: _matmul_gflops(d) for d in devices}
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    env = dict(os.environ,
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.pathsep + os.environ.get('PYTHONPATH', ''))
     def child(flag, spec):
         r = subprocess.run([sys.executable, __file__, flag, json.dumps(spec)], capture_output=True, text=True, env=env)
         line = [l for l in r.stdout.splitlines() if l.startswith('RESULT ')]
@@ -157,7 +159,8 @@ def main(argv=None):
     print(_header(), flush=True)
     for d in devices:
         variants = [dict(impl=i, bf16=False, compile=False) for i in a.impls.split(',')]
-        if d == 'cuda': variants += [dict(impl='kit', bf16=True, compile=False)] + ([dict(impl='kit', bf16=True, compile=True)] if a.compile else [])
+        if d == 'cuda':
+            variants += [dict(impl='kit', bf16=True, compile=False)] + ([dict(impl='kit', bf16=True, compile=True)] if a.compile else [])
         elif a.compile: variants += [dict(impl='kit', bf16=False, compile=True)]
         for preset in a.presets.split(','):
             for k in (int(u) for u in a.users.split(',')):
@@ -166,7 +169,8 @@ def main(argv=None):
                 res = child('--one', spec) or []
                 for r in res:
                     if d == 'cpu':
-                        r['peak_mem_mb'] = child('--mem', dict(spec, variants=[{kk: r[kk] for kk in ('impl', 'bf16', 'compile')}])) or float('nan')
+                        mem_spec = dict(spec, variants=[{kk: r[kk] for kk in ('impl', 'bf16', 'compile')}])
+                        r['peak_mem_mb'] = child('--mem', mem_spec) or float('nan')
                     r['matmul_gflop_s'] = peak[d]; rows.append(r); print(_fmt(r), flush=True)
     print(f"\nmeasured fp32 matmul throughput (2048x2048, best of 10; {a.threads} threads on CPU): "
           + ', '.join(f"{d}: {v:.0f} GFLOP/s" for d, v in peak.items()))
@@ -232,6 +236,7 @@ def _header():
 def _fmt(r):
     pct = 100 * r['train_gflop_s'] / r['matmul_gflop_s']
     return (f"{r['device']:6} {r['preset']:9} {r['users']:>2} {_name(r):22} {r['train_img_s']:11.1f} {r['infer_img_s']:11.1f} "
-            f"{r['peak_mem_mb']:8.0f} {r['train_gflop_s']:13.1f} {pct:7.1f}% {r['train_img_per_cpu_s']:15.1f} {r['infer_img_per_cpu_s']:15.1f}")
+            f"{r['peak_mem_mb']:8.0f} {r['train_gflop_s']:13.1f} {pct:7.1f}% "
+            f"{r['train_img_per_cpu_s']:15.1f} {r['infer_img_per_cpu_s']:15.1f}")
 
 if __name__ == '__main__': main()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #0418ec82
 from __future__ import annotations
-import os, random, sys
+import hashlib, os, random, sys
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
@@ -14,7 +14,7 @@ from torch import Tensor
 # %% auto #0
 __all__ = ['db2lin', 'lin2db', 'to_complex', 'to_real', 'set_seed', 'make_generator', 'default_device', 'to_device',
            'model_device', 'kdd_home', 'data_path', 'weights_path', 'runs_path', 'atomic_write', 'check_finite',
-           'check_images', 'cli_errors', 'load_torch_file']
+           'check_images', 'cli_errors', 'load_torch_file', 'weights_checksum']
 
 # %% ../nbs/00_core.ipynb #c7bf8386
 def db2lin(x_db: Tensor | float) -> Tensor:  # linear power ratio, same shape
@@ -152,3 +152,13 @@ def load_torch_file(path: str | Path, *, what: str = 'checkpoint',   # what the 
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
         raise ValueError(f"{path} is not a readable {what} ({type(e).__name__}: {first}): {hint or 'check the path'}.") from None
+
+# %% ../nbs/00_core.ipynb #9ff50d36
+def weights_checksum(state: dict) -> str:       # {name: tensor}, e.g. a model's state_dict()
+    "SHA-256 over a state dict: every tensor's name, dtype, shape and raw bytes, in sorted key order."
+    h = hashlib.sha256()
+    for k in sorted(state):
+        t = state[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

@@ -17,10 +17,9 @@ from .channel import ChannelConfig, FADING_LABELS
 from .viz import show_image, plot_constellation
 from .data import get_dls
 from .metrics import psnr
-from .semnoma import build_from_checkpoint, init_student_from_teacher, with_channel
+from .semnoma import build_from_checkpoint, init_student_from_teacher, decode
 from .train import STAGES, train_config, build_model, fit, freeze
-from .zoo import ZOO_PREFIX
-from .evaluate import open_checkpoint
+from .zoo import ZOO_PREFIX, open_checkpoint
 
 # %% auto #0
 __all__ = ['STAGE_LABELS', 'KIND_LABELS', 'ZOO_DEMO', 'DemoModel', 'n_users_of', 'pick_model', 'demo_channel', 'DemoOutput',
@@ -79,13 +78,8 @@ def run_demo(models: dict,                      # {name: nn.Module or DemoModel}
     model = entry.model
     x = check_images(x, n_users_of(model), name='x')
     cfg = demo_channel(model, fading=fading, csi_err_var=csi_err_var)
-    dev, modes = model_device(model), {mod: mod.training for mod in model.modules()}
-    try:
-        m = with_channel(model, cfg).eval()
-        out = m(x.to(dev), torch.full((x.shape[0],), float(snr_db), device=dev), generator=make_generator(seed, dev))
-    finally:                                                    # eval() on the copy reached the shared layers
-        for mod, flag in modes.items(): mod.training = flag
-    x_hat = out.x_hat.float().clamp(0, 1).cpu()
+    out = decode(model, x, snr_db, channel=cfg, generator=make_generator(seed, model_device(model)), full=True)
+    x_hat = out.x_hat.cpu()
     return DemoOutput(x.cpu(), x_hat, out.z.cpu(), out.y.cpu(), psnr(x_hat, x.cpu()),
                       _latent_shape(model, out, out.z.shape[-1]), cfg, entry.source)
 
@@ -236,7 +230,8 @@ def tiny_demo_models(ks: tuple = (2, 3),         # the numbers of users to train
                 fit(model, dls, cfg, out_dir=root / f'{stage}-K{K}', teacher=teacher if stage == 'student' else None,
                     show_progress=show_progress)
                 if stage == 'teacher': teacher = freeze(model)
-                out[demo_label(stage, K)] = DemoModel(model.eval(), f"tiny model, {steps} steps in-notebook on image tiles (a toy, not a result)")
+                out[demo_label(stage, K)] = DemoModel(model.eval(),
+                                                      f"tiny model, {steps} steps in-notebook on image tiles (a toy, not a result)")
     finally:
         if tmp is not None: tmp.cleanup()
     return out

@@ -10,12 +10,12 @@ import torch
 import kdd_semnoma
 from safetensors.torch import load_file, save_file
 from .core import atomic_write
-from .semnoma import build_from_checkpoint
+from .semnoma import build_from_checkpoint, read_checkpoint
 from .classifier import build_classifier
 
 # %% auto #0
 __all__ = ['ZOO_PREFIX', 'ZOO_FILES', 'zoo_dir', 'available', 'read_manifest', 'sha256_file', 'verify', 'load_entry', 'load',
-           'card', 'write_manifest', 'export_entry']
+           'open_checkpoint', 'card', 'write_manifest', 'export_entry']
 
 # %% ../nbs/09a_zoo.ipynb #e4987c94
 ZOO_PREFIX = 'zoo:'
@@ -23,8 +23,10 @@ ZOO_FILES = ('model.safetensors', 'config.json', 'README.md')
 
 def zoo_dir() -> Path:
     "The zoo folder: `$KDD_SEMNOMA_ZOO`, else `zoo/` beside the package (editable installs and checkouts)."
-    p = Path(os.environ['KDD_SEMNOMA_ZOO']) if os.environ.get('KDD_SEMNOMA_ZOO') else Path(kdd_semnoma.__file__).resolve().parents[1] / 'zoo'
-    if not p.is_dir(): raise FileNotFoundError(f"no zoo folder at {p}: install the kit from its checkout (pip install -e .) or set KDD_SEMNOMA_ZOO.")
+    p = (Path(os.environ['KDD_SEMNOMA_ZOO']) if os.environ.get('KDD_SEMNOMA_ZOO')
+         else Path(kdd_semnoma.__file__).resolve().parents[1] / 'zoo')
+    if not p.is_dir():
+        raise FileNotFoundError(f"no zoo folder at {p}: install the kit from its checkout (pip install -e .) or set KDD_SEMNOMA_ZOO.")
     return p
 
 def available(root: str | Path | None = None) -> list:  # sorted entry names
@@ -54,7 +56,8 @@ def verify(name: str, root: str | Path | None = None) -> Path:  # the entry fold
         raise ValueError(f"unknown zoo entry {name!r}; choose one of {available(root)}.")
     for f in ZOO_FILES:
         rel = f'{name}/{f}'
-        if rel not in sums: raise ValueError(f"{root / rel} is not listed in {root / 'SHA256SUMS'}: re-export the entry (bench/make_zoo.py).")
+        if rel not in sums:
+            raise ValueError(f"{root / rel} is not listed in {root / 'SHA256SUMS'}: re-export the entry (bench/make_zoo.py).")
         if not (root / rel).is_file(): raise FileNotFoundError(f"{root / rel} is missing: restore it with git checkout zoo/.")
         if sha256_file(root / rel) != sums[rel]:
             raise ValueError(f"{root / rel} fails its checksum (zoo/SHA256SUMS): the file is corrupted or modified; "
@@ -75,6 +78,12 @@ def load(name: str, *, device='cpu', root: str | Path | None = None) -> torch.nn
     ck = load_entry(name, root)
     model = build_classifier(ck) if ck.get('kind') == 'classifier' else build_from_checkpoint(ck)
     return model.to(device).eval()
+
+def open_checkpoint(spec: str | Path | dict) -> dict:
+    "A checkpoint dict from a path (`read_checkpoint`: weights checksum verified), a zoo name 'zoo:NAME' or a dict."
+    if isinstance(spec, dict): return spec
+    if str(spec).startswith(ZOO_PREFIX): return load_entry(str(spec))
+    return read_checkpoint(spec)
 
 def card(name: str, root: str | Path | None = None) -> str:
     "The model card (Markdown) of entry `name`."

@@ -33,10 +33,38 @@ def test_refiners_semnoma_smoke(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'refiners_semnoma.py'), '--checkpoint', str(tmp_path / 't' / 'best.pt'),
                         '--prior', str(tmp_path / 'prior'), '--data', 'tiles', '--n_train_groups', '8', '--cgan_steps', '1',
                         '--n_test_groups', '3', '--t0s', '10', '--steps', '2', '--device', 'cpu', '--out', str(out), '--snrs', '5'],
-                       capture_output=True, text=True, cwd=tmp_path, env={**__import__('os').environ, 'KDD_SEMNOMA_HOME': str(tmp_path / 'home')})
+                       capture_output=True, text=True, cwd=tmp_path,
+                       env={**__import__('os').environ, 'KDD_SEMNOMA_HOME': str(tmp_path / 'home')})
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
     assert res['results']['method'] == ['before', 'cgan', 'diffusion t0=10'] and res['results']['snr_db'] == [5.0] * 3
     assert all(v is not None for v in res['results']['psnr']) and res['config']['snrs_db'] == [5.0]
     assert 'sem_acc' not in res['results']                             # tiles carry no labels: agreement and distances only
     assert all(v is not None for v in res['results']['sem_agree'] + res['results']['fid_cifarnet'] + res['results']['kid_cifarnet'])
+
+
+def test_train_prior_restate(tmp_path):
+    "bench/train_prior.py --restate: a report of the old ad-hoc layout becomes a results file, every number unchanged."
+    import json
+    from kdd_semnoma.metrics import RESULT_KEYS, load_results
+    cfg = dict(sample_size=32, block_out_channels=[32, 64], layers_per_block=1, attn_levels=[], norm_num_groups=8, dropout=0.0,
+               num_train_timesteps=1000, beta_schedule='linear', lr=0.0002, warmup=100, batch_size=16, steps=300, ema_decay=0.999,
+               grad_clip=1.0, flip=True)
+    old = dict(name='prior-x', description='d', config=cfg, seed=0, data='cifar10-npz', device='cpu', params_M=0.65, steps_done=300,
+               train_s=12.5, loss_curve=[[6, 0.9], [12, 0.5], [300, 0.04], [300, 0.04]],
+               heldout={'eps_mse_t10': 0.33, 'eps_mse_t800': 0.0026},
+               sample_s=3.5, fid=None, fid_note='not computed: no weights')
+    path = tmp_path / 'old.json'; path.write_text(json.dumps(old))
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'train_prior.py'), '--restate', str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    new = load_results(path)
+    assert all(k in new for k in RESULT_KEYS)
+    assert new['command'].startswith('python bench/train_prior.py --data cifar10-npz --size tiny --steps 300 --batch_size 16 ')
+    assert new['command'].endswith(f'; python bench/train_prior.py --restate {path}')
+    assert [(r['step'], r['value'], r['n']) for r in new['records'] if r['metric'] == 'loss'] == [(6, 0.9, 6), (12, 0.5, 6), (300, 0.04, 6)]
+    assert {r['metric']: r['value'] for r in new['records'] if r['metric'] != 'loss'} == {**old['heldout'], 'fid': None}
+    assert next(r['note'] for r in new['records'] if r['metric'] == 'fid') == old['fid_note']
+    assert all(new[k] == old[k] for k in ('name', 'description', 'config', 'seed', 'data', 'device', 'params_M', 'steps_done',
+                                          'train_s', 'sample_s'))
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'train_prior.py'), '--restate', str(path)], capture_output=True, text=True)
+    assert r.returncode != 0 and 'already in the results schema' in r.stderr

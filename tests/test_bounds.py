@@ -3,8 +3,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from kdd_semnoma.bounds import (awgn_mac_rates, rayleigh_mac_rates, symmetric_rate, outage_probability, available_codecs,
-                                codec_table, select_encoding, separation_records, capacity_records, CODEC_SETTINGS, _encode, PAYLOAD)
+from kdd_semnoma.bounds import awgn_mac_rates, rayleigh_mac_rates, symmetric_rate, outage_probability, capacity_records
+from kdd_semnoma.separation import (available_codecs, codec_table, select_encoding, separation_records, CODEC_SETTINGS,
+                                    _encode, PAYLOAD)
 from kdd_semnoma.metrics import make_results
 
 

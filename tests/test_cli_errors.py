@@ -3,6 +3,7 @@ no traceback; --debug shows the traceback."""
 import os, subprocess, sys
 from pathlib import Path
 import pytest
+import torch
 from kdd_semnoma.semnoma import make_model
 from kdd_semnoma.deepjscc import get_config
 
@@ -30,6 +31,11 @@ def one_line_error(r, fn, *phrases):
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
     make_model("teacher", get_config("tiny")).save(d / "best.pt", train_config=None)
+    ck = torch.load(d / "best.pt", weights_only=True)
+    name = next(k for k, v in ck["model"].items() if v.is_floating_point())
+    ck["model"][name] = ck["model"][name] + 1.0                    # weights changed after the checksum was taken
+    torch.save(ck, d / "corrupt.pt")
+    torch.save([1, 2, 3], d / "list.pt")                           # a torch file, but not a checkpoint
     (d / "empty.pt").touch()
     (d / "notes.txt").write_text("not a checkpoint\n")
     (d / "res.json").write_text('{"name": "x", "results": {"snr_db": [0.0], "psnr": [20.0]}, "records": []}')
@@ -46,6 +52,25 @@ def test_malformed_snr_grid(files):
 def test_bad_checkpoint_files(files, name, phrase):
     r = cli("kdd_eval", "--checkpoint", files / name, "--data", "tiles", cwd=files)
     one_line_error(r, "kdd_eval", name, phrase, "kdd_train")
+
+
+def test_corrupt_checkpoint_fails_its_checksum(files):
+    r = cli("kdd_eval", "--checkpoint", files / "corrupt.pt", "--data", "tiles", cwd=files)
+    one_line_error(r, "kdd_eval", "corrupt.pt", "is corrupt", "checksum")
+    r = cli("kdd_eval", "--checkpoint", files / "list.pt", "--data", "tiles", cwd=files)
+    one_line_error(r, "kdd_eval", "list.pt", "not a kdd_semnoma checkpoint", "kdd_train")
+
+
+def test_checkpoint_checksum_round_trip(tmp_path):
+    from kdd_semnoma.semnoma import read_checkpoint, build_from_checkpoint
+    from kdd_semnoma.core import weights_checksum
+    m = make_model("semnoma", get_config("tiny"))
+    m.save(tmp_path / "m.pt")
+    ck = read_checkpoint(tmp_path / "m.pt")                       # verified on read
+    assert ck["checksum"] == weights_checksum(m.state_dict())
+    old = {k: v for k, v in ck.items() if k != "checksum"}       # checkpoints written before checksums still load
+    torch.save(old, tmp_path / "old.pt")
+    assert build_from_checkpoint(tmp_path / "old.pt").kind == "semnoma"
 
 
 def test_checkpoint_where_results_are_expected(files):

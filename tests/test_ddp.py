@@ -12,7 +12,8 @@ from dataclasses import replace
 import kdd_semnoma.deepjscc as dj
 dj.PRESETS['tiny'] = replace(dj.PRESETS['tiny'], af_dropout=0.)       # no dropout and (below) a noiseless channel:
 import torch, kdd_semnoma.channel as C                                # the one-process run and the ranks then see
-C.complex_noise = lambda shape, var, *, generator=None, device=None: torch.zeros(shape, dtype=torch.complex64, device=device)  # equal inputs
+C.complex_noise = (lambda shape, var, *, generator=None, device=None:  # equal inputs
+                   torch.zeros(shape, dtype=torch.complex64, device=device))
 import kdd_semnoma.train as T
 crash = int(os.environ.get('CRASH_AT_STEP', '0'))
 if crash:                                                              # rank 1 dies before optimiser step `crash`

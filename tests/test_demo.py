@@ -6,7 +6,8 @@ from kdd_semnoma.channel import ChannelConfig
 from kdd_semnoma.deepjscc import get_config
 from kdd_semnoma.semnoma import MODELS, make_model
 from kdd_semnoma.testing import tiny_images
-from kdd_semnoma.demo import DemoModel, demo_figure, run_demo, with_channel, demo_channel, load_demo_models
+from kdd_semnoma.demo import DemoModel, demo_figure, run_demo, demo_channel, load_demo_models
+from kdd_semnoma.semnoma import with_channel
 
 
 @pytest.mark.parametrize("kind", list(MODELS))

@@ -8,7 +8,8 @@ import torch
 from kdd_semnoma.core import make_generator
 from kdd_semnoma.testing import tiny_images
 from kdd_semnoma.diffusion import (PRIOR_PRESETS, make_unet, make_scheduler, refine, refine_timesteps, save_prior,
-                                   load_prior, train_prior, refine_sweep, refine_results, degrade)
+                                   load_prior, refine_sweep, refine_results, degrade)
+from kdd_semnoma.prior_training import train_prior, prior_loss
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,6 @@ ZOO = Path(__file__).resolve().parents[1] / 'zoo'
 def test_zoo_manifest_and_prior():
     "Committed weights match their sha256 manifest, load as a prior, and denoise far better than an untrained UNet."
     import hashlib
-    from kdd_semnoma.diffusion import load_prior, prior_loss
     lines = (ZOO / 'SHA256SUMS').read_text().split('\n')
     entries = [l.split(None, 1) for l in lines if l.strip()]
     assert entries and all((ZOO / f).is_file() for _, f in entries)

@@ -1,4 +1,5 @@
-"Evaluation contracts: the kdd_eval / kdd_plot (evaluate) and kdd_quickstart (quickstart) commands end to end, seeded sweeps, and bad input."
+"""Evaluation contracts: the kdd_eval / kdd_plot (evaluate) and kdd_quickstart (quickstart) commands end to end,
+seeded sweeps, and bad input."""
 import json, os, subprocess, sys
 import pytest
 import torch

@@ -13,15 +13,31 @@ ks = importlib.util.module_from_spec(spec); spec.loader.exec_module(ks)
 def test_arms_hold_everything_but_the_method_equal():
     from kdd_semnoma.kd import KDWeights
     cfgs = {a: ks.train_config_for('awgn', a, 1, ks.BUDGET) for a in ('scratch', 'nokd', 'kd', 'fa-x2000', 'crosskd-only', 'scratch-total')}
-    same = ('lr', 'weight_decay', 'grad_clip', 'lr_schedule', 'warmup_steps', 'batch_size', 'model', 'seed', 'snr_low', 'snr_high')
+    same = ('lr', 'weight_decay', 'grad_clip', 'lr_schedule', 'warmup_steps', 'batch_size', 'preset', 'seed', 'snr_low', 'snr_high')
     for a, c in cfgs.items():
         assert all(getattr(c, f) == getattr(cfgs['kd'], f) for f in same), a
     assert (cfgs['scratch'].init_from, cfgs['nokd'].init_from, cfgs['kd'].init_from) == ('scratch', 'teacher', 'teacher')
-    assert cfgs['kd'].kd == KDWeights() and cfgs['kd'].crosskd_at == 6 and ks.train_config_for('rayleigh', 'kd', 0, ks.BUDGET).crosskd_at == 1
+    assert cfgs['kd'].kd == KDWeights() and cfgs['kd'].crosskd_at == 6
+    assert ks.train_config_for('rayleigh', 'kd', 0, ks.BUDGET).crosskd_at == 1
     assert math.isclose(cfgs['fa-x2000'].kd.fa, 2000 * 200 / 4096) and cfgs['crosskd-only'].kd.fa == 0
     assert cfgs['scratch-total'].max_steps == ks.BUDGET['teacher_steps'] + ks.BUDGET['student_steps']
     assert cfgs['kd'].grad_clip == 0 and cfgs['kd'].weight_decay == 1e-4
     with pytest.raises(ValueError, match='unknown arm'): ks.arm_spec('distill-harder')
+
+
+def test_long_budget_is_the_issues_and_keeps_its_own_files():
+    "--budget long: >= 9000 student steps (3x the old 3000), its own npz folder and results names; short is untouched."
+    try:
+        ks.select_budget('long')
+        assert ks.BUDGET['student_steps'] >= 9000 and ks.BUDGET['teacher_steps'] >= 3 * ks.BUDGETS['short']['teacher_steps']
+        assert ks.NPZ_DIR == ROOT / 'results' / 'kd_study_long' and ks.study_name() == 'kd_study_long'
+        assert ks.train_config_for('awgn', 'kd', 0, ks.BUDGET).max_steps == 9000
+        assert {k: v for k, v in ks.BUDGET.items() if k not in ('teacher_steps', 'student_steps', 'val_every')} == \
+               {k: v for k, v in ks.BUDGETS['short'].items() if k not in ('teacher_steps', 'student_steps', 'val_every')}
+        with pytest.raises(SystemExit, match='unknown --budget'): ks.select_budget('huge')
+    finally:
+        ks.select_budget('short')
+    assert ks.NPZ_DIR == ROOT / 'results' / 'kd_study' and ks.BUDGET['student_steps'] == 1000
 
 
 @pytest.mark.parametrize('channel', ['awgn', 'rayleigh'])

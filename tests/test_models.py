@@ -101,9 +101,9 @@ def test_checkpoints(tmp_path):
         with torch.no_grad():
             assert torch.equal(m(x, s, generator=make_generator(0)).x_hat, m2(x, s, generator=make_generator(0)).x_hat)
     with pytest.raises(ValueError, match='n_users'):
-        SemNOMA(cfg_for(3)).load_checkpoint(tmp_path / 'semnoma.pt')
+        SemNOMA(cfg_for(3)).load_weights(tmp_path / 'semnoma.pt')
     with pytest.raises(ValueError, match='kind'):
-        OrthogonalTeacher(cfg_for(2)).load_checkpoint(tmp_path / 'semnoma.pt')
+        OrthogonalTeacher(cfg_for(2)).load_weights(tmp_path / 'semnoma.pt')
     with pytest.raises(ValueError, match='not a SemNOMA'):
         SemNOMA.from_checkpoint(tmp_path / 'teacher.pt')
 

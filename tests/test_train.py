@@ -3,7 +3,8 @@ import os, subprocess, sys
 from dataclasses import replace
 import pytest
 import torch
-from kdd_semnoma.train import (train_config, train_stage, load_checkpoint, load_model, fit, build_model, TrainConfig,
+from kdd_semnoma.semnoma import read_checkpoint
+from kdd_semnoma.train import (train_config, train_stage, load_model, fit, build_model, TrainConfig,
                                check_resumable)
 from kdd_semnoma.data import get_dls
 from kdd_semnoma.core import set_seed
@@ -26,20 +27,21 @@ def test_cli_help(tmp_path):
 
 def test_cli_one_step_and_resume(tmp_path):
     out = tmp_path / "run"
-    r = _cli(["teacher", "--preset", "tiny", "--data", "tiles", "--max_steps", "1", "--out_dir", str(out), "--device", "cpu", "--quiet"], tmp_path)
+    r = _cli(["teacher", "--preset", "tiny", "--data", "tiles", "--max_steps", "1", "--out_dir", str(out), "--device", "cpu", "--quiet"],
+             tmp_path)
     assert r.returncode == 0, r.stderr
     assert "teacher: 1 steps" in r.stdout
-    assert load_checkpoint(out / "last.pt")["step"] == 1
+    assert read_checkpoint(out / "last.pt")["step"] == 1
     r = _cli(["teacher", "--preset", "tiny", "--max_steps", "2", "--out_dir", str(out), "--device", "cpu", "--quiet", "--resume"], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert load_checkpoint(out / "last.pt")["step"] == 2
+    assert read_checkpoint(out / "last.pt")["step"] == 2
 
 
 def test_train_stage_writes_checkpoints(tmp_path):
     cfg = train_config("teacher", "tiny", max_steps=2, val_every=1)
     res = train_stage(cfg, data="tiles", out_dir=tmp_path, show_progress=False, device="cpu")
     assert [h["step"] for h in res.history] == [1, 2]
-    ck = load_checkpoint(tmp_path / "last.pt")
+    ck = read_checkpoint(tmp_path / "last.pt")
     assert ck["step"] == 2 and TrainConfig(**ck["train_config"]) == cfg and "optimizer" in ck and "rng" in ck
     assert ck["kind"] == "teacher" and ck["version"]
     m = load_model(tmp_path / "best.pt")
@@ -66,8 +68,8 @@ def test_resume_is_exact(tmp_path):
 
 def test_resume_mismatch_errors(tmp_path):
     train_stage(train_config("teacher", "tiny", max_steps=1), out_dir=tmp_path, show_progress=False, device="cpu")
-    with pytest.raises(ValueError, match="model: checkpoint 'tiny' vs now 'cpu-small'"):
-        check_resumable(load_checkpoint(tmp_path / "last.pt"), train_config("teacher", "cpu-small"), tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="preset: checkpoint 'tiny' vs now 'cpu-small'"):
+        check_resumable(read_checkpoint(tmp_path / "last.pt"), train_config("teacher", "cpu-small"), tmp_path / "last.pt")
     with pytest.raises(ValueError, match="n_users: checkpoint 2 vs now 3"):
         train_stage(train_config("teacher", "tiny", max_steps=2, n_users=3), out_dir=tmp_path, resume=True,
                     show_progress=False, device="cpu")

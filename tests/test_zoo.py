@@ -48,7 +48,8 @@ def _run(args, tmp_path, timeout=300):
 
 
 def test_kdd_eval_accepts_zoo_names(tmp_path):
-    r = _run(["--checkpoint", "zoo:kd-semnoma-cifar10-awgn", "--data", "tiles", "--snrs", "0,20", "--out", str(tmp_path / "z.json")], tmp_path)
+    r = _run(["--checkpoint", "zoo:kd-semnoma-cifar10-awgn", "--data", "tiles", "--snrs", "0,20", "--out", str(tmp_path / "z.json")],
+             tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "z.json").read_text())["config"]["checkpoint"] == "zoo:kd-semnoma-cifar10-awgn"
     r = _run(["--checkpoint", "zoo:no-such-system", "--data", "tiles"], tmp_path)

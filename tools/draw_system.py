@@ -38,7 +38,8 @@ def system(path):
         box(ax, 10.2, y, 1.0, 0.6, f'$\\hat x_{k + 1}$', '#fff')
         arrow(ax, (6.4, 3.0), (7.2, y)); arrow(ax, (9.0, y), (9.7, y))
     # teacher
-    box(ax, 4.1, 0.8, 3.4, 0.7, 'orthogonal teacher: same encoder, one shared decoder,\nevery user on its own interference-free channel $y_k = h_k z_k + n_k$',
+    box(ax, 4.1, 0.8, 3.4, 0.7,
+        'orthogonal teacher: same encoder, one shared decoder,\nevery user on its own interference-free channel $y_k = h_k z_k + n_k$',
         '#f3e3f5', fs=6.5)
     arrow(ax, (5.8, 0.8), (8.1, 2.05), color='#93c', ls='--', text='FA on received latents,\nCrossKD through the teacher decoder')
     arrow(ax, (2.4, 0.8), (2.3, 2.05), color='#93c', ls='--')
@@ -51,7 +52,8 @@ def deepjscc(path):
     fig, ax = plt.subplots(figsize=(11, 1.9)); ax.set(xlim=(0, 11), ylim=(0, 1.9)); ax.axis('off')
     items = [('image + device\nembedding plane', '#fff'), ('stem conv\n(stride 2)', None), ('ConvNeXt stage\n+ AF + attention', None),
              ('downsample', None), ('ConvNeXt stage\n+ AF + attention', None), ('head: LN + 1×1\n→ latent (c, h, w)', '#eef5dd'),
-             ('channel', '#fde2c8'), ('decoder: input, (stage, AF,\nattention, upsample) × 2', None), ('1×1 conv +\nsigmoid → $\\hat x$', '#fff')]
+             ('channel', '#fde2c8'), ('decoder: input, (stage, AF,\nattention, upsample) × 2', None),
+             ('1×1 conv +\nsigmoid → $\\hat x$', '#fff')]
     xs = [0.65 + i * 1.22 for i in range(len(items))]
     for x, (t, c) in zip(xs, items): box(ax, x, 0.9, 1.08, 0.8, t, c or '#dde8f5', fs=6.5)
     for a, b in zip(xs[:-1], xs[1:]): arrow(ax, (a + 0.54, 0.9), (b - 0.54, 0.9))
