@@ -136,7 +136,9 @@ def train_classifier(x: Tensor,                   # (N, 3, 32, 32) uint8 (or flo
                      log=print) -> CifarNet:
     "Train a `CifarNet` (seeded by cfg.seed); returns it in eval mode with `.history` (per-epoch loss, accuracy, seconds)."
     device = torch.device(device)
-    g, model = make_generator(cfg.seed), CifarNet(cfg.widths).to(device)
+    with torch.random.fork_rng(devices=[]):                    # seeded init, the global RNG left as it was
+        torch.manual_seed(cfg.seed); model = CifarNet(cfg.widths).to(device)
+    g = make_generator(cfg.seed)
     init_whitening(model, as_float_images(x[torch.randperm(len(x), generator=g)[:5000]]).to(device))
     model = model.to(memory_format=torch.channels_last)
     opt, y = _optimizer(model, cfg), torch.as_tensor(y).long()
