@@ -96,7 +96,7 @@ def write_manifest(root: Path) -> Path:
     text = ''.join(f"{sha256_file(p)}  {p.relative_to(root).as_posix()}\n" for p in files)
     return atomic_write(root / 'SHA256SUMS', lambda t: Path(t).write_text(text))
 
-def export_entry(ckpt: dict,                  # a checkpoint dict (train.load_checkpoint or model.checkpoint())
+def export_entry(ckpt: dict,                  # a checkpoint dict (semnoma.read_checkpoint or model.checkpoint())
                  name: str, card_text: str, root: str | Path | None = None) -> Path:  # the entry folder
     "Write `zoo/<name>/` (safetensors weights, config.json, README.md card) and refresh the manifest."
     root = Path(root) if root is not None else zoo_dir()
