@@ -21,6 +21,12 @@ results/kd_study_cifar10_<channel>.json (means, bootstrap CIs over seeds and tes
     python bench/kd_study.py report                                          # JSON from the committed npz files
     KDD_SEMNOMA_DATA=../shared/data python bench/kd_study.py run awgn kd 0   # one run
     ... all --budget long   # the issue's budget (6000 teacher / 9000 student steps) into results/kd_study_long/
+
+The long study spans sessions. To train every run on the same code while the kit keeps changing, run the queue
+from a frozen worktree and let it write into this checkout's results (each npz records its commit, meta 'code'):
+
+    git worktree add --detach ../frozen HEAD
+    PYTHONPATH=../frozen KDD_STUDY_RESULTS=$PWD/results python ../frozen/bench/kd_study.py all --budget long ...
 """
 from __future__ import annotations
 import argparse, json, os, subprocess, sys, time
@@ -31,7 +37,7 @@ import numpy as np
 from kdd_semnoma.channel import fading_of
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / 'results'
+RESULTS = Path(os.environ.get('KDD_STUDY_RESULTS', ROOT / 'results'))   # a frozen copy of the code can write into main's results
 NPZ_DIR = RESULTS / 'kd_study'
 SNRS = (0., 5., 10., 15., 20.)
 CHANNELS = ('awgn', 'rayleigh')   # channel names of channel.CHANNEL_NAMES studied here
@@ -135,7 +141,8 @@ def do_run(channel: str, arm: str, seed: int, runs: Path, budget: dict = BUDGET,
     meta = dict(channel=channel, arm=arm, seed=seed, train_config=asdict(cfg), crosskd_index=cfg.crosskd_at,
                 fa_weight_effective=(cfg.loss_weights.fa_weight((1, cfg.n_users, 16, 8, 8)) if cfg.stage == 'student' else 0.),
                 best_step=int(ck['step']), steps=int(last['step']), train_time_s=float(last['time_s']),
-                wall_s_this_call=time.time() - t0, history=last['history'], torch_threads=torch.get_num_threads())
+                wall_s_this_call=time.time() - t0, history=last['history'], torch_threads=torch.get_num_threads(),
+                code=code_version())
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix('.tmp.npz')
     np.savez_compressed(tmp, snr_db=np.array(SNRS), meta=json.dumps(meta, default=str), **scores)
@@ -144,6 +151,15 @@ def do_run(channel: str, arm: str, seed: int, runs: Path, budget: dict = BUDGET,
     print(f"{channel}/{arm}-s{seed}: best step {meta['best_step']}, {meta['train_time_s'] / 60:.1f} min, "
           f"PSNR {scores['psnr'].mean((1, 2)).round(2).tolist()}", flush=True)
     return target
+
+
+def code_version() -> str:
+    "The commit of the code that trained a run (`git describe --always --dirty` of the kit imported), for the results."
+    import kdd_semnoma
+    src = Path(kdd_semnoma.__file__).resolve().parents[1]
+    try: return subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=src, capture_output=True, text=True,
+                               timeout=10).stdout.strip() or 'unknown'
+    except (OSError, subprocess.SubprocessError): return 'unknown'
 
 
 def queue(channels, seeds: int, extras: bool, oma: bool) -> list:
@@ -238,7 +254,8 @@ def report_channel(channel: str) -> dict | None:
     runs = {f"{a}-s{m['seed']}" if a != 'teacher' else 'teacher':
             dict(steps=m['steps'], best_step=m['best_step'], train_time_min=round(m['train_time_s'] / 60, 2),
                  init=m['train_config'].get('init'), stage=m['train_config']['stage'], kd=m['train_config']['kd'],
-                 fa_weight_effective=m['fa_weight_effective'], crosskd_index=m['crosskd_index'])
+                 fa_weight_effective=m['fa_weight_effective'], crosskd_index=m['crosskd_index'],
+                 code=m.get('code', 'not recorded (runs before 84ccca4)'))
             for a, v in arms.items() for m in v['meta']}
     any_meta = next(iter(arms.values()))['meta'][0]['train_config']
     optim = {k: any_meta[k] for k in ('lr', 'weight_decay', 'grad_clip', 'lr_schedule', 'warmup_steps', 'batch_size')}

@@ -66,4 +66,15 @@ def test_one_run_end_to_end_at_toy_size(tmp_path, monkeypatch):
     budget = dict(preset='tiny', teacher_steps=2, student_steps=2, batch_size=4, val_every=2)
     for arm in ('teacher', 'kd'): ks.do_run('awgn', arm, 0, tmp_path / 'runs', budget, data='tiles')
     z = np.load(tmp_path / 'npz' / 'awgn' / 'kd-s0.npz')
-    assert z['psnr'].shape == (5, 3, 2) and json.loads(str(z['meta']))['train_config']['stage'] == 'student'
+    meta = json.loads(str(z['meta']))
+    assert z['psnr'].shape == (5, 3, 2) and meta['train_config']['stage'] == 'student'
+    assert meta['code'] == ks.code_version() != ''          # the commit that trained it (unknown outside a git checkout)
+
+
+def test_queue_puts_what_the_study_needs_first():
+    "Teachers, then seed 0 of the main arms, then their other seeds, the AWGN extras, and OMA (not asked for) last."
+    q = ks.queue(['awgn', 'rayleigh'], 3, extras=True, oma=True)
+    assert q[:2] == [('awgn', 'teacher', 0), ('rayleigh', 'teacher', 0)] and q[-1] == ('awgn', 'oma', 0)
+    main = [i for i, r in enumerate(q) if r[1] in ks.MAIN_ARMS]
+    assert len(main) == 18 and max(main) < min(i for i, r in enumerate(q) if r[1] in ks.EXTRA_ARMS)
+    assert len(set(q)) == len(q) and ks.queue(['rayleigh'], 1, extras=True, oma=True)[-1] == ('rayleigh', 'kd', 0)
