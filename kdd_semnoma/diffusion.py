@@ -386,7 +386,7 @@ def load_refine_inputs(path: str | Path,
     else:
         obj = torch.load(path, map_location='cpu', weights_only=True)
         if isinstance(obj, dict) and 'model' in obj and 'config' in obj:
-            return decode_checkpoint(read_checkpoint(path), **decode_kw)           # read again: checksum verified
+            return decode_checkpoint(read_checkpoint(obj, source=path), **decode_kw)   # checksum verified
         xh, x = (obj.get('x_hat'), obj.get('x')) if isinstance(obj, dict) else (obj, None)
         if xh is None: raise KeyError(f"{path} must hold a tensor or a dict with 'x_hat' (and optionally 'x').")
     f = lambda t: None if t is None else as_unit_float(as_image_tensor(t.reshape(-1, *t.shape[-3:])))   # (N, 3, H, W)

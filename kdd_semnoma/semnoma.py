@@ -132,9 +132,11 @@ class MultiUserJSCC(nn.Module):
 def _norm(v):  # JSON/list ↔ tuple-insensitive comparison of config values
     return tuple(_norm(x) for x in v) if isinstance(v, (list, tuple)) else v
 
-def read_checkpoint(ckpt: str | Path | dict, *, map_location='cpu') -> dict:
+def read_checkpoint(ckpt: str | Path | dict, *, map_location='cpu',
+                    source: str | Path | None = None,   # the file a dict was loaded from: its checksum is verified too
+                   ) -> dict:
     "A checkpoint dict from a path (safe `weights_only` unpickling, weights checked against their checksum) or a dict."
-    path = None
+    path = source
     if not isinstance(ckpt, dict):
         path, hint = ckpt, 'pass a last.pt / best.pt written by kdd_train (or a zoo name)'
         ckpt = load_torch_file(path, hint=hint, map_location=map_location)

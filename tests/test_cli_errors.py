@@ -61,6 +61,16 @@ def test_corrupt_checkpoint_fails_its_checksum(files):
     one_line_error(r, "kdd_eval", "list.pt", "not a kdd_semnoma checkpoint", "kdd_train")
 
 
+def test_refine_inputs_check_a_checkpoints_checksum(files):
+    "kdd_refine --inputs CKPT loads the file once and still verifies its weights (read_checkpoint(dict, source=path))."
+    from kdd_semnoma.diffusion import load_refine_inputs
+    from kdd_semnoma.semnoma import read_checkpoint
+    with pytest.raises(ValueError, match="corrupt.pt is corrupt"): load_refine_inputs(files / "corrupt.pt", data="tiles")
+    ck = torch.load(files / "corrupt.pt", weights_only=True)
+    assert read_checkpoint(ck) is ck                               # a dict without a source: no file to vouch for
+    with pytest.raises(ValueError, match="checksum"): read_checkpoint(ck, source=files / "corrupt.pt")
+
+
 def test_checkpoint_checksum_round_trip(tmp_path):
     from kdd_semnoma.semnoma import read_checkpoint, build_from_checkpoint
     from kdd_semnoma.core import weights_checksum
