@@ -163,13 +163,13 @@ def code_version() -> str:
 
 
 def queue(channels, seeds: int, extras: bool, oma: bool) -> list:
-    """Runs in priority order: teachers, seed 0 main arms, more seeds, the single-seed AWGN extras, then OMA
-    (a reference line the issue does not ask for, so it waits for everything the study needs)."""
+    """Runs in priority order: teachers, seed 0 main arms and OMA (together the zoo's systems, `bench/make_zoo.py`),
+    the main arms' other seeds, then the single-seed AWGN extras."""
     q = [(c, 'teacher', 0) for c in channels]
     q += [(c, a, 0) for c in channels for a in MAIN_ARMS]
+    if oma and 'awgn' in channels: q += [('awgn', 'oma', 0)]
     q += [(c, a, s) for s in range(1, seeds) for c in channels for a in MAIN_ARMS]
     if extras and 'awgn' in channels: q += [('awgn', a, 0) for a in EXTRA_ARMS]
-    if oma and 'awgn' in channels: q += [('awgn', 'oma', 0)]
     return q
 
 

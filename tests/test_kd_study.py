@@ -80,9 +80,10 @@ def test_one_run_end_to_end_at_toy_size(tmp_path, monkeypatch):
 
 
 def test_queue_puts_what_the_study_needs_first():
-    "Teachers, then seed 0 of the main arms, then their other seeds, the AWGN extras, and OMA (not asked for) last."
+    "Teachers, then the zoo's systems (seed 0 of the main arms, OMA), the main arms' other seeds, then the AWGN extras."
     q = ks.queue(['awgn', 'rayleigh'], 3, extras=True, oma=True)
-    assert q[:2] == [('awgn', 'teacher', 0), ('rayleigh', 'teacher', 0)] and q[-1] == ('awgn', 'oma', 0)
+    assert q[:2] == [('awgn', 'teacher', 0), ('rayleigh', 'teacher', 0)] and q[8] == ('awgn', 'oma', 0)
+    assert all(r[2] == 0 for r in q[:9]) and all(r[2] > 0 for r in q[9:21])
     main = [i for i, r in enumerate(q) if r[1] in ks.MAIN_ARMS]
     assert len(main) == 18 and max(main) < min(i for i, r in enumerate(q) if r[1] in ks.EXTRA_ARMS)
     assert len(set(q)) == len(q) and ks.queue(['rayleigh'], 1, extras=True, oma=True)[-1] == ('rayleigh', 'kd', 0)
