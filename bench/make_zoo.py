@@ -2,6 +2,7 @@
 """Export the KD study's seed-0 systems (and teachers) into zoo/ with measured model cards.
 
     KDD_SEMNOMA_DATA=../shared/data python bench/make_zoo.py --runs ~/.cache/kdd_semnoma/runs/kd_study
+    KDD_SEMNOMA_DATA=../shared/data python bench/make_zoo.py --budget long --runs ~/.cache/kdd_semnoma/runs/kd_study_long
 
 Each entry: model.safetensors (weights only), config.json (kind, JSCCConfig, ChannelConfig, training config),
 README.md (card: data, preset, steps, wall time, commit, and the PSNR/SSIM table measured here on the 466
@@ -12,7 +13,7 @@ import argparse, subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN_COMMIT = 'bdd6c37'   # the commit whose training code bench/kd_study.py ran for the shipped systems
+TRAIN_COMMIT = 'bdd6c37'   # the training code of the short study's runs (they predate the per-run record of the commit)
 ENTRIES = {  # zoo name -> (channel, study arm, seed, what)
     'teacher-cifar10-awgn': ('awgn', 'teacher', 0, 'orthogonal teacher: shared encoder and decoder, '
                                                    'every user on its own interference-free channel'),
@@ -30,7 +31,18 @@ def git(*args) -> str:
     return subprocess.run(['git', *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
 
 
-def card(name: str, what: str, ck: dict, last: dict, table: str, cfg) -> str:
+def trained_by(channel: str, arm: str, seed: int, budget: str) -> str:
+    "The commit whose code trained a study run: its per-image record's meta['code'] (runs since a7653e8), else the short study's."
+    import json
+    import numpy as np
+    npz = ROOT / 'results' / ('kd_study' if budget == 'short' else f'kd_study_{budget}') / channel / \
+        ('teacher.npz' if arm == 'teacher' else f'{arm}-s{seed}.npz')
+    code = json.loads(str(np.load(npz)['meta'])).get('code') if npz.is_file() else None
+    if code: return code
+    return TRAIN_COMMIT if budget == 'short' else 'e0a37c7-d9fc0cd (started before runs recorded their commit)'
+
+
+def card(name: str, what: str, ck: dict, last: dict, table: str, cfg, commit: str = TRAIN_COMMIT) -> str:
     from kdd_semnoma.train import TrainConfig
     tc, jc = ck['train_config'], ck['config']
     init = TrainConfig.from_dict(tc).init_from
@@ -56,7 +68,7 @@ def card(name: str, what: str, ck: dict, last: dict, table: str, cfg) -> str:
   (best validation checkpoint: step {ck['step']}), batch {tc['batch_size']} groups, AdamW lr {tc['lr']:g} ({tc['lr_schedule']},
   {tc['warmup_steps']} warm-up steps), weight decay {tc['weight_decay']:g}, gradient clipping {tc['grad_clip'] or 'none'}, seed {tc['seed']}
 {kd}- wall time: {last['time_s'] / 60:.1f} min of training on one CPU thread (2-core machine, two runs side by side)
-- commit: trained by `bench/kd_study.py` with the training code of commit {TRAIN_COMMIT} (later commits changed error handling only);
+- commit: trained by `bench/kd_study.py` with the training code of commit {commit};
   exported at {git('rev-parse', '--short', 'HEAD')} by `bench/make_zoo.py`
 - load: `kdd_semnoma.zoo.load('{name}')`, or `kdd_eval --checkpoint zoo:{name}`
 
@@ -73,6 +85,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--runs', required=True, help='the kd_study checkpoint folder')
     p.add_argument('--only', nargs='*', default=None, help='export only these entries')
+    p.add_argument('--budget', default='short', choices=('short', 'long'), help="the study the runs belong to (bench/kd_study.py --budget)")
+    p.add_argument('--out', default=str(ROOT / 'zoo'), help='zoo folder to write (default: this checkout\'s zoo/)')
     args = p.parse_args(argv)
     from kdd_semnoma.semnoma import read_checkpoint, build_from_checkpoint
     from kdd_semnoma.data import get_dls
@@ -88,8 +102,8 @@ def main(argv=None):
         model = build_from_checkpoint(ck).eval()
         recs = evaluate(model, test, '0:20:5', seed=0)
         table = records_to_table(recs, metrics=['psnr', 'ssim'], per_user=True, digits=3)
-        export_entry(ck, name, card(name, what, ck, last, table, model.net_cfg if arm == 'oma' else model.cfg), ROOT / 'zoo')
-        print(f"{name}: {d} -> zoo/{name}")
+        text = card(name, what, ck, last, table, model.net_cfg if arm == 'oma' else model.cfg, trained_by(channel, arm, seed, args.budget))
+        print(f"{name}: {d} -> {export_entry(ck, name, text, args.out)}")
 
 
 if __name__ == '__main__':

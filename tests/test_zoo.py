@@ -75,3 +75,22 @@ def test_quickstart_reproduces_readme_table_in_a_minute(real_data, tmp_path):
         for metric in ("psnr", "ssim"):
             assert max(abs(a - b) for a, b in zip(got[metric], want[metric])) <= (0.05 if metric == "psnr" else 5e-4), (key, metric)
     assert wall < 120, f"kdd_quickstart took {wall:.0f} s (goal: under a minute on 2 idle cores; 120 s allows a loaded machine)"
+
+
+def test_make_zoo_exports_a_study_run_with_a_measured_card(real_data, tmp_path, monkeypatch):
+    "bench/make_zoo.py turns a study run into a loadable, checksummed entry whose card names the code that trained it."
+    import importlib.util
+    from kdd_semnoma.train import train_config, train_stage
+    monkeypatch.setenv("KDD_SEMNOMA_HOME", str(tmp_path / "home"))
+    runs = tmp_path / "runs"
+    train_stage(train_config("teacher", "tiny", max_steps=2, batch_size=4, val_every=2), data="tiles",
+                out_dir=runs / "awgn" / "teacher", device="cpu", show_progress=False)
+    spec = importlib.util.spec_from_file_location("make_zoo", ROOT / "bench" / "make_zoo.py")
+    mz = importlib.util.module_from_spec(spec); spec.loader.exec_module(mz)
+    mz.main(["--runs", str(runs), "--only", "teacher-cifar10-awgn", "--budget", "long", "--out", str(tmp_path / "zoo")])
+    entry = zoo.verify("teacher-cifar10-awgn", tmp_path / "zoo")
+    card = (entry / "README.md").read_text()
+    assert "2 steps" in card and "| snr_db |" in card and f"commit {mz.trained_by('awgn', 'teacher', 0, 'long')}" in card
+    m = zoo.load("teacher-cifar10-awgn", root=tmp_path / "zoo")
+    assert sum(p.numel() for p in m.parameters()) < 1e5                     # the tiny run, not the shipped entry
+    assert mz.trained_by("awgn", "teacher", 0, "short") == mz.TRAIN_COMMIT
