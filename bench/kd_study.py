@@ -162,6 +162,15 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError): return 'unknown'
 
 
+UNRECORDED_CODE = {'short': 'not recorded (the short study predates the per-run record of the commit)',
+                   'long': 'not recorded: started before a7653e8, on the code of e0a37c7-d9fc0cd'}
+
+
+def run_code(meta: dict) -> str:
+    "The commit a run recorded (`meta['code']`), or what is known of the selected study's runs that predate that record."
+    return meta.get('code') or UNRECORDED_CODE[STUDY]
+
+
 def queue(channels, seeds: int, extras: bool, oma: bool) -> list:
     """Runs in priority order: teachers, seed 0 main arms and OMA (together the zoo's systems, `bench/make_zoo.py`),
     the main arms' other seeds, then the single-seed AWGN extras."""
@@ -255,7 +264,7 @@ def report_channel(channel: str) -> dict | None:
             dict(steps=m['steps'], best_step=m['best_step'], train_time_min=round(m['train_time_s'] / 60, 2),
                  init=m['train_config'].get('init'), stage=m['train_config']['stage'], kd=m['train_config']['kd'],
                  fa_weight_effective=m['fa_weight_effective'], crosskd_index=m['crosskd_index'],
-                 code=m.get('code', 'not recorded: started before a7653e8, on the code of e0a37c7-d9fc0cd'))
+                 code=run_code(m))
             for a, v in arms.items() for m in v['meta']}
     any_meta = next(iter(arms.values()))['meta'][0]['train_config']
     optim = {k: any_meta[k] for k in ('lr', 'weight_decay', 'grad_clip', 'lr_schedule', 'warmup_steps', 'batch_size')}

@@ -9,8 +9,11 @@ README.md (card: data, preset, steps, wall time, commit, and the PSNR/SSIM table
 pixel-exact CIFAR-10 test pairs with the seeded sweep of 10_evaluate). zoo/SHA256SUMS is rewritten.
 """
 from __future__ import annotations
-import argparse, subprocess
+import argparse, subprocess, sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kd_study   # noqa: E402  (the study's run folders, per-image records and budgets)
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_COMMIT = 'bdd6c37'   # the training code of the short study's runs (they predate the per-run record of the commit)
@@ -32,14 +35,13 @@ def git(*args) -> str:
 
 
 def trained_by(channel: str, arm: str, seed: int, budget: str) -> str:
-    "The commit whose code trained a study run: its per-image record's meta['code'] (runs since a7653e8), else the short study's."
+    "The commit whose code trained a study run (kd_study.run_code of its per-image record); the short study's runs predate that record."
     import json
     import numpy as np
-    npz = ROOT / 'results' / ('kd_study' if budget == 'short' else f'kd_study_{budget}') / channel / \
-        ('teacher.npz' if arm == 'teacher' else f'{arm}-s{seed}.npz')
-    code = json.loads(str(np.load(npz)['meta'])).get('code') if npz.is_file() else None
-    if code: return code
-    return TRAIN_COMMIT if budget == 'short' else 'e0a37c7-d9fc0cd (started before runs recorded their commit)'
+    kd_study.select_budget(budget)
+    npz = kd_study.npz_path(channel, arm, seed)
+    meta = json.loads(str(np.load(npz)['meta'])) if npz.is_file() else {}
+    return meta.get('code') or (TRAIN_COMMIT if budget == 'short' else kd_study.run_code(meta))
 
 
 def card(name: str, what: str, ck: dict, last: dict, table: str, cfg, commit: str = TRAIN_COMMIT) -> str:
@@ -85,7 +87,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--runs', required=True, help='the kd_study checkpoint folder')
     p.add_argument('--only', nargs='*', default=None, help='export only these entries')
-    p.add_argument('--budget', default='short', choices=('short', 'long'), help="the study the runs belong to (bench/kd_study.py --budget)")
+    p.add_argument('--budget', default='short', choices=sorted(kd_study.BUDGETS),
+                   help='the study the runs belong to (bench/kd_study.py --budget)')
     p.add_argument('--out', default=str(ROOT / 'zoo'), help='zoo folder to write (default: this checkout\'s zoo/)')
     args = p.parse_args(argv)
     from kdd_semnoma.semnoma import read_checkpoint, build_from_checkpoint
@@ -96,7 +99,7 @@ def main(argv=None):
     test = get_dls('cifar10-npz', 2, 64, seed=0).test
     for name, (channel, arm, seed, what) in ENTRIES.items():
         if args.only and name not in args.only: continue
-        d = Path(args.runs) / channel / ('teacher' if arm == 'teacher' else f'{arm}-s{seed}')
+        d = kd_study.run_dir(Path(args.runs), channel, arm, seed)
         if not (d / 'best.pt').is_file(): print(f"skip {name}: {d}/best.pt not there yet"); continue
         ck, last = read_checkpoint(d / 'best.pt'), read_checkpoint(d / 'last.pt')
         model = build_from_checkpoint(ck).eval()

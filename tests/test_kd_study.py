@@ -34,10 +34,12 @@ def test_long_budget_is_the_issues_and_keeps_its_own_files():
         assert ks.train_config_for('awgn', 'kd', 0, ks.BUDGET).max_steps == 9000
         assert {k: v for k, v in ks.BUDGET.items() if k not in ('teacher_steps', 'student_steps', 'val_every')} == \
                {k: v for k, v in ks.BUDGETS['short'].items() if k not in ('teacher_steps', 'student_steps', 'val_every')}
+        assert 'a7653e8' in ks.run_code({}) and ks.run_code({'code': 'abc1234'}) == 'abc1234'
         with pytest.raises(SystemExit, match='unknown --budget'): ks.select_budget('huge')
     finally:
         ks.select_budget('short')
     assert ks.NPZ_DIR == ROOT / 'results' / 'kd_study' and ks.BUDGET['student_steps'] == 1000
+    assert 'short study' in ks.run_code({})                  # its runs are not labelled with the long study's commits
 
 
 @pytest.mark.parametrize('budget', ['short', 'long'])
