@@ -19,7 +19,7 @@ from .metrics import refinement_scores, make_results
 # %% auto #0
 __all__ = ['ADV_LOSSES', 'CGANConfig', 'UNetGenerator', 'DiscOutput', 'PatchDiscriminator', 'd_loss', 'adv_loss',
            'feature_matching', 'GLosses', 'g_losses', 'CGAN', 'make_cgan', 'train_step', 'train_cgan', 'apply_cgan',
-           'save_cgan', 'load_cgan', 'evaluate_refiner', 'cgan_results', 'plot_methods']
+           'save_cgan', 'load_cgan', 'evaluate_refiner', 'cgan_results', 'plot_methods', 'refiners_summary']
 
 # %% ../nbs/13_cgan.ipynb #445bdefd
 ADV_LOSSES = ('hinge', 'lsgan')
@@ -247,3 +247,33 @@ def plot_methods(results: list, x: str = 'psnr', y: str = 'hf_energy_ratio', ax=
                 for i in idx: ax.annotate(f"t0={r['t0'][i]}", (r[x][i], r[y][i]), fontsize=6)
     ax.set_xlabel(x); ax.set_ylabel(y); ax.legend(fontsize=7)
     return ax
+
+# %% ../nbs/13_cgan.ipynb #6cd4c795
+_METRIC_NAMES = {'psnr': 'PSNR', 'ssim': 'SSIM', 'sem_acc': 'semantic accuracy', 'fid_cifarnet': 'FID-CN'}
+
+def refiners_summary(doc: dict, n_images: int = 932) -> str:
+    "Markdown bullets reading a refiners results file (`bench/refiners_semnoma.py`): what the CGAN and diffusion do to pixels and meaning."
+    r = doc['results']; row = {(s, m): i for i, (s, m) in enumerate(zip(r['snr_db'], r['method']))}
+    snrs = sorted(set(r['snr_db'])); t0s = sorted({int(m.split('=')[1]) for m in r['method'] if m.startswith('diffusion t0=')})
+    v = lambda k, s, m: r[k][row[(s, m)]]
+    d = lambda k, s, m: v(k, s, m) - v(k, s, 'before')
+    dl = lambda k, m, f='+.2f': ' / '.join(f"{d(k, s, m):{f}}" for s in snrs)
+    acc = lambda m: ', '.join(f"{v('sem_acc', s, 'before'):.3f} → {v('sem_acc', s, m):.3f}" for s in snrs)
+    at = f"at {' / '.join(f'{s:g}' for s in snrs)} dB"
+    dpsnr, dacc = [d('psnr', s, 'cgan') for s in snrs], [d('sem_acc', s, 'cgan') for s in snrs]
+    verdict = ('trades pixels for meaning' if max(dpsnr) < 0 < min(dacc) else 'improves pixels and meaning' if min(dpsnr) > 0 < min(dacc)
+               else 'lowers pixels and meaning' if max(dpsnr) < 0 and max(dacc) < 0 else 'moves pixels and meaning in mixed directions')
+    fid = ' / '.join(f"{100 * (v('fid_cifarnet', s, 'cgan') / v('fid_cifarnet', s, 'before') - 1):+.0f} %" for s in snrs)
+    cgan = (f"* **The CGAN {verdict}.** Trained on the student's own decodings, it changes PSNR by {dl('psnr', 'cgan')} dB and SSIM by "
+            f"{dl('ssim', 'cgan', '+.3f')} {at}; semantic accuracy goes {acc('cgan')}, and FID-CN changes by {fid}.")
+    better = [f"{_METRIC_NAMES[k]} at {s:g} dB ($t_0$ = {t})" for t in t0s for s in snrs for k, up in
+              (('psnr', 1), ('ssim', 1), ('sem_acc', 1), ('fid_cifarnet', -1)) if up * d(k, s, f'diffusion t0={t}') > 0]
+    diff = ("* **Diffusion** (the tiny prior, DDIM) changes PSNR by "
+            + '; '.join(f"{dl('psnr', f'diffusion t0={t}')} dB at $t_0$ = {t}" for t in t0s) + f" ({at}); at $t_0$ = {t0s[-1]} "
+            f"semantic accuracy goes {acc(f'diffusion t0={t0s[-1]}')}. "
+            + ("Of PSNR, SSIM, accuracy and FID-CN it improves none, at any SNR and $t_0$." if not better
+               else f"Of PSNR, SSIM, accuracy and FID-CN it improves only: {', '.join(better)}."))
+    se = max((v('sem_acc', s, 'before') * (1 - v('sem_acc', s, 'before')) / n_images) ** .5 for s in snrs)
+    return '\n'.join([cgan, diff, f"* One run, {n_images} images per row: accuracy differences below about {2 * se:.3f} "
+                                  "(two binomial standard errors) are within sampling noise."])
+
