@@ -239,6 +239,24 @@ def bootstrap_mean(a: np.ndarray, b: np.ndarray | None = None, *, n_boot: int = 
     return float(per.mean()), float(lo), float(hi), int(S)
 
 
+SUMMARY_GAINS = (('kd_vs_scratch', "kd − scratch (the paper's comparison)"),
+                 ('nokd_vs_scratch', 'nokd − scratch (the initialisation alone)'),
+                 ('kd_vs_nokd', 'kd − nokd (the distillation losses alone)'),
+                 ('kd_vs_scratch-total', 'kd − scratch-total (equal total compute)'))
+
+
+def gain_sentence(res: dict, seeds: dict, key: str, label: str) -> str | None:
+    "One line for a paired PSNR gain of a report: its value at every SNR and where its 95 % interval lies relative to zero."
+    k = f'gain_psnr_{key}'
+    if k not in res: return None
+    a, b = key.split('_vs_'); n = len(set(seeds[a]) & set(seeds[b]))
+    side = {s: ('above' if lo > 0 else 'below' if hi < 0 else 'straddling') for s, (lo, hi) in zip(res['snr_db'], res[k + '_ci95'])}
+    where = '; '.join(f"{w} zero at {', '.join(f'{s:g}' for s in side if side[s] == w)} dB"
+                      for w in ('above', 'straddling', 'below') if w in side.values())
+    return (f"{label}, {n} paired seed{'s' * (n > 1)}: " + ' / '.join(f'{v:+.2f}' for v in res[k])
+            + f" dB at {' / '.join(f'{s:g}' for s in res['snr_db'])} dB SNR; 95 % interval {where}")
+
+
 def report_channel(channel: str) -> dict | None:
     arms = {a: load_arm(channel, a) for a in ('teacher', 'oma', *MAIN_ARMS, *EXTRA_ARMS)}
     arms = {a: v for a, v in arms.items() if v is not None}
@@ -289,6 +307,7 @@ def report_channel(channel: str) -> dict | None:
         command=f'KDD_SEMNOMA_DATA=../shared/data python bench/kd_study.py all --jobs 2 --budget {STUDY}; '
                 f'python bench/kd_study.py report --budget {STUDY}')
     doc['results'] = res
+    doc['summary'] = [line for k, lab in SUMMARY_GAINS if (line := gain_sentence(res, doc['config']['seeds'], k, lab))]
     return doc
 
 
@@ -305,6 +324,7 @@ def report(args) -> list:
         for k in r:
             if k.startswith('gain_psnr') and not k.endswith('ci95'):
                 print(f"  {k}: " + '  '.join(f"{v:+.2f} [{lo:+.2f}, {hi:+.2f}]" for v, (lo, hi) in zip(r[k], r[k + '_ci95'])))
+        for line in doc['summary']: print('  ' + line)
     return out
 
 

@@ -56,8 +56,19 @@ def test_committed_results_are_what_report_computes(channel, budget):
     assert doc['config']['seeds'] == committed['config']['seeds'], 'run `python bench/kd_study.py report --budget long`'
     for k, v in doc['results'].items():
         np.testing.assert_allclose(np.array(v, float), np.array(committed['results'][k], float), atol=1e-9, err_msg=k)
+    assert doc['summary'] == committed['summary'], 'the summary lines are read from the numbers: rerun `report`'
     if budget == 'short':
         assert committed['config']['seeds']['kd'] == committed['config']['seeds']['nokd'] and len(committed['config']['seeds']['kd']) >= 3
+
+
+def test_gain_sentence_says_where_the_interval_lies():
+    "A gain's line names the paired seeds and, per SNR, whether its 95 % interval is above, across or below zero."
+    res = {'snr_db': [0., 10., 20.], 'gain_psnr_kd_vs_nokd': [0.1, 0.0, -0.2],
+           'gain_psnr_kd_vs_nokd_ci95': [[0.05, 0.15], [-0.02, 0.03], [-0.3, -0.1]]}
+    line = ks.gain_sentence(res, {'kd': [0, 1], 'nokd': [0, 1, 2]}, 'kd_vs_nokd', 'kd − nokd')
+    assert line == ('kd − nokd, 2 paired seeds: +0.10 / +0.00 / -0.20 dB at 0 / 10 / 20 dB SNR; '
+                    '95 % interval above zero at 0 dB; straddling zero at 10 dB; below zero at 20 dB')
+    assert ks.gain_sentence(res, {'kd': [0], 'scratch': [0]}, 'kd_vs_scratch', 'x') is None
 
 
 def test_bootstrap_interval_covers_the_mean_and_pairs():
