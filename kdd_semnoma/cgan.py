@@ -251,29 +251,32 @@ def plot_methods(results: list, x: str = 'psnr', y: str = 'hf_energy_ratio', ax=
 # %% ../nbs/13_cgan.ipynb #6cd4c795
 _METRIC_NAMES = {'psnr': 'PSNR', 'ssim': 'SSIM', 'sem_acc': 'semantic accuracy', 'fid_cifarnet': 'FID-CN'}
 
+def _moves(xs) -> str: return 'lowers' if max(xs) < 0 else 'raises' if min(xs) > 0 else 'changes'
+
 def refiners_summary(doc: dict, n_images: int = 932) -> str:
     "Markdown bullets reading a refiners results file (`bench/refiners_semnoma.py`): what the CGAN and diffusion do to pixels and meaning."
     r = doc['results']; row = {(s, m): i for i, (s, m) in enumerate(zip(r['snr_db'], r['method']))}
     snrs = sorted(set(r['snr_db'])); t0s = sorted({int(m.split('=')[1]) for m in r['method'] if m.startswith('diffusion t0=')})
     v = lambda k, s, m: r[k][row[(s, m)]]
     d = lambda k, s, m: v(k, s, m) - v(k, s, 'before')
-    dl = lambda k, m, f='+.2f': ' / '.join(f"{d(k, s, m):{f}}" for s in snrs)
-    acc = lambda m: ', '.join(f"{v('sem_acc', s, 'before'):.3f} → {v('sem_acc', s, m):.3f}" for s in snrs)
+    ds = lambda k, m: [d(k, s, m) for s in snrs]
+    dl = lambda k, m, f='+.2f': ' / '.join(f"{x:{f}}" for x in ds(k, m))
     at = f"at {' / '.join(f'{s:g}' for s in snrs)} dB"
-    dpsnr, dacc = [d('psnr', s, 'cgan') for s in snrs], [d('sem_acc', s, 'cgan') for s in snrs]
-    verdict = ('trades pixels for meaning' if max(dpsnr) < 0 < min(dacc) else 'improves pixels and meaning' if min(dpsnr) > 0 < min(dacc)
-               else 'lowers pixels and meaning' if max(dpsnr) < 0 and max(dacc) < 0 else 'moves pixels and meaning in mixed directions')
-    fid = ' / '.join(f"{100 * (v('fid_cifarnet', s, 'cgan') / v('fid_cifarnet', s, 'before') - 1):+.0f} %" for s in snrs)
-    cgan = (f"* **The CGAN {verdict}.** Trained on the student's own decodings, it changes PSNR by {dl('psnr', 'cgan')} dB and SSIM by "
-            f"{dl('ssim', 'cgan', '+.3f')} {at}; semantic accuracy goes {acc('cgan')}, and FID-CN changes by {fid}.")
-    better = [f"{_METRIC_NAMES[k]} at {s:g} dB ($t_0$ = {t})" for t in t0s for s in snrs for k, up in
-              (('psnr', 1), ('ssim', 1), ('sem_acc', 1), ('fid_cifarnet', -1)) if up * d(k, s, f'diffusion t0={t}') > 0]
+    noise = 2 * max((v('sem_acc', s, 'before') * (1 - v('sem_acc', s, 'before')) / n_images) ** .5 for s in snrs)   # 2 binomial s.e.
+    def acc(m):   # accuracy before -> after per SNR, each change judged against the sampling noise
+        word = lambda x: 'up' if x > noise else 'down' if x < -noise else 'within noise'
+        return ', '.join(f"{v('sem_acc', s, 'before'):.3f} → {v('sem_acc', s, m):.3f} ({word(d('sem_acc', s, m))})" for s in snrs)
+    fid = [100 * (v('fid_cifarnet', s, 'cgan') / v('fid_cifarnet', s, 'before') - 1) for s in snrs]
+    cgan = (f"* **The CGAN** (trained on the student's own decodings) {_moves(ds('psnr', 'cgan'))} PSNR by {dl('psnr', 'cgan')} dB and "
+            f"{_moves(ds('ssim', 'cgan'))} SSIM by {dl('ssim', 'cgan', '+.3f')} {at}; semantic accuracy goes {acc('cgan')}; it "
+            f"{_moves(fid)} FID-CN by {' / '.join(f'{x:+.0f} %' for x in fid)}.")
+    better = [f"{_METRIC_NAMES[k]} at {s:g} dB ($t_0$ = {t}{', within noise' * (k == 'sem_acc' and d(k, s, f'diffusion t0={t}') <= noise)})"
+              for t in t0s for s in snrs for k, up in (('psnr', 1), ('ssim', 1), ('sem_acc', 1), ('fid_cifarnet', -1))
+              if up * d(k, s, f'diffusion t0={t}') > 0]
     diff = ("* **Diffusion** (the tiny prior, DDIM) changes PSNR by "
             + '; '.join(f"{dl('psnr', f'diffusion t0={t}')} dB at $t_0$ = {t}" for t in t0s) + f" ({at}); at $t_0$ = {t0s[-1]} "
             f"semantic accuracy goes {acc(f'diffusion t0={t0s[-1]}')}. "
             + ("Of PSNR, SSIM, accuracy and FID-CN it improves none, at any SNR and $t_0$." if not better
                else f"Of PSNR, SSIM, accuracy and FID-CN it improves only: {', '.join(better)}."))
-    se = max((v('sem_acc', s, 'before') * (1 - v('sem_acc', s, 'before')) / n_images) ** .5 for s in snrs)
-    return '\n'.join([cgan, diff, f"* One run, {n_images} images per row: accuracy differences below about {2 * se:.3f} "
-                                  "(two binomial standard errors) are within sampling noise."])
-
+    return '\n'.join([cgan, diff, f"* One run, {n_images} images per row: accuracy changes within {noise:.3f} (two binomial standard "
+                                  "errors) are called within noise."])
