@@ -214,20 +214,30 @@ def run_all(args) -> None:
 # ---------------------------------------------------------------- report
 def load_arm(channel: str, arm: str) -> dict | None:
     "All seeds of an arm: {'psnr': (S, n_snr, N, K), 'ssim': ..., 'meta': [...]} or None."
-    files = sorted((NPZ_DIR / channel).glob('teacher.npz' if arm == 'teacher' else f'{arm}-s*.npz'))
+    files = list((NPZ_DIR / channel).glob('teacher.npz' if arm == 'teacher' else f'{arm}-s*.npz'))
     if not files: return None
     zs = [np.load(f) for f in files]
-    return dict(psnr=np.stack([z['psnr'] for z in zs]), ssim=np.stack([z['ssim'] for z in zs]),
-                meta=[json.loads(str(z['meta'])) for z in zs])
+    meta = [json.loads(str(z['meta'])) for z in zs]
+    order = np.argsort([m['seed'] for m in meta], kind='stable')           # by seed id ('s10' after 's9')
+    return dict(psnr=np.stack([zs[i]['psnr'] for i in order]), ssim=np.stack([zs[i]['ssim'] for i in order]),
+                meta=[meta[i] for i in order], seeds=[meta[i]['seed'] for i in order])
+
+
+def pair_by_seed(a: dict, b: dict, metric: str) -> tuple:
+    "Two arms' (S, n_snr, N, K) scores restricted to the seeds both have, in seed order, and those seed ids."
+    common = sorted(set(a['seeds']) & set(b['seeds']))
+    pick = lambda v: v[metric][[v['seeds'].index(s) for s in common]]
+    return pick(a), pick(b), common
 
 
 def bootstrap_mean(a: np.ndarray, b: np.ndarray | None = None, *, n_boot: int = N_BOOT, seed: int = 0) -> tuple:
     """Mean over seeds, images and users of a (S, N, K) score (minus b's, paired by seed and image) and its 95 % CI,
-    resampling seeds and test pairs with replacement (a hierarchical bootstrap; seeds only when S > 1)."""
+    resampling seeds and test pairs with replacement (a hierarchical bootstrap; seeds only when S > 1).
+    `a[s]` and `b[s]` must come from the same seed: align two arms with `pair_by_seed` first."""
     rng = np.random.default_rng(seed)
-    d = a if b is None else None
-    S = a.shape[0] if b is None else min(a.shape[0], b.shape[0])
-    a = a[:S]; b = None if b is None else b[:S]
+    if b is not None and a.shape != b.shape:
+        raise ValueError(f'bootstrap_mean pairs a {a.shape} with b {b.shape}: align the arms with pair_by_seed first')
+    S = a.shape[0]
     d = (a - b) if b is not None else a                                     # (S, N, K)
     per = d.mean(-1)                                                         # (S, N) mean over users
     stats = np.empty(n_boot)
@@ -245,11 +255,12 @@ SUMMARY_GAINS = (('kd_vs_scratch', "kd − scratch (the paper's comparison)"),
                  ('kd_vs_scratch-total', 'kd − scratch-total (equal total compute)'))
 
 
-def gain_sentence(res: dict, seeds: dict, key: str, label: str) -> str | None:
-    "One line for a paired PSNR gain of a report: its value at every SNR and where its 95 % interval lies relative to zero."
+def gain_sentence(res: dict, paired_seeds: dict, key: str, label: str) -> str | None:
+    """One line for a paired PSNR gain of a report: its value at every SNR and where its 95 % interval lies relative to
+    zero. `paired_seeds`: the report's `config['paired_seeds']` (gain key -> the seed ids it pairs)."""
     k = f'gain_psnr_{key}'
     if k not in res: return None
-    a, b = key.split('_vs_'); n = len(set(seeds[a]) & set(seeds[b]))
+    n = len(paired_seeds[key])
     side = {s: ('above' if lo > 0 else 'below' if hi < 0 else 'straddling') for s, (lo, hi) in zip(res['snr_db'], res[k + '_ci95'])}
     where = '; '.join(f"{w} zero at {', '.join(f'{s:g}' for s in side if side[s] == w)} dB"
                       for w in ('above', 'straddling', 'below') if w in side.values())
@@ -270,10 +281,12 @@ def report_channel(channel: str) -> dict | None:
             records += [dict(snr_db=s, user=-1, metric=f'{m}_{a}', value=r[0], n=v[m].shape[2], ci95=[r[1], r[2]], n_seeds=r[3])
                         for s, r in zip(SNRS, rows)]
     gains = [('kd', 'nokd'), ('kd', 'scratch'), ('nokd', 'scratch'), ('kd', 'scratch-total'), ('scratch-total', 'nokd')]
+    paired_seeds = {}
     for a, b in gains:
         if a not in arms or b not in arms: continue
         for m in ('psnr', 'ssim'):
-            rows = [bootstrap_mean(arms[a][m][:, i], arms[b][m][:, i]) for i in range(len(SNRS))]
+            x, y, paired_seeds[f'{a}_vs_{b}'] = pair_by_seed(arms[a], arms[b], m)
+            rows = [bootstrap_mean(x[:, i], y[:, i]) for i in range(len(SNRS))]
             key = f'gain_{m}_{a}_vs_{b}'
             res[key] = [r[0] for r in rows]; res[f'{key}_ci95'] = [[r[1], r[2]] for r in rows]
             records += [dict(snr_db=s, user=-1, metric=key, value=r[0], n=arms[a][m].shape[2], ci95=[r[1], r[2]], n_seeds=r[3])
@@ -299,7 +312,7 @@ def report_channel(channel: str) -> dict | None:
                     f"Gains are paired by seed and test pair.",
         config=dict(budget=BUDGET, optimiser=optim, channel=channel, fading=fading_of(channel), snr_db=list(SNRS),
                     eval_noise='SNR point i draws all noise/fading from make_generator(i) (identical for every model)',
-                    seeds={a: sorted(m['seed'] for m in v['meta']) for a, v in arms.items()},
+                    seeds={a: v['seeds'] for a, v in arms.items()}, paired_seeds=paired_seeds,
                     total_train_time_min=round(sum(r['train_time_min'] for r in runs.values()), 1),
                     runs=runs, version=__version__,
                     teacher_note='the teacher is frozen and in eval mode during KD (the reference leaves it in train '
@@ -307,7 +320,7 @@ def report_channel(channel: str) -> dict | None:
         command=f'KDD_SEMNOMA_DATA=../shared/data python bench/kd_study.py all --jobs 2 --budget {STUDY}; '
                 f'python bench/kd_study.py report --budget {STUDY}')
     doc['results'] = res
-    doc['summary'] = [line for k, lab in SUMMARY_GAINS if (line := gain_sentence(res, doc['config']['seeds'], k, lab))]
+    doc['summary'] = [line for k, lab in SUMMARY_GAINS if (line := gain_sentence(res, paired_seeds, k, lab))]
     return doc
 
 

@@ -54,6 +54,7 @@ def test_committed_results_are_what_report_computes(channel, budget):
         ks.select_budget('short')
     assert doc['results'].keys() == committed['results'].keys()
     assert doc['config']['seeds'] == committed['config']['seeds'], 'run `python bench/kd_study.py report --budget long`'
+    assert doc['config']['paired_seeds'] == committed['config']['paired_seeds'], 'rerun `report`: gains pair these seeds'
     for k, v in doc['results'].items():
         np.testing.assert_allclose(np.array(v, float), np.array(committed['results'][k], float), atol=1e-9, err_msg=k)
     assert doc['summary'] == committed['summary'], 'the summary lines are read from the numbers: rerun `report`'
@@ -65,10 +66,20 @@ def test_gain_sentence_says_where_the_interval_lies():
     "A gain's line names the paired seeds and, per SNR, whether its 95 % interval is above, across or below zero."
     res = {'snr_db': [0., 10., 20.], 'gain_psnr_kd_vs_nokd': [0.1, 0.0, -0.2],
            'gain_psnr_kd_vs_nokd_ci95': [[0.05, 0.15], [-0.02, 0.03], [-0.3, -0.1]]}
-    line = ks.gain_sentence(res, {'kd': [0, 1], 'nokd': [0, 1, 2]}, 'kd_vs_nokd', 'kd − nokd')
+    line = ks.gain_sentence(res, {'kd_vs_nokd': [0, 1]}, 'kd_vs_nokd', 'kd − nokd')
     assert line == ('kd − nokd, 2 paired seeds: +0.10 / +0.00 / -0.20 dB at 0 / 10 / 20 dB SNR; '
                     '95 % interval above zero at 0 dB; straddling zero at 10 dB; below zero at 20 dB')
-    assert ks.gain_sentence(res, {'kd': [0], 'scratch': [0]}, 'kd_vs_scratch', 'x') is None
+    assert ks.gain_sentence(res, {'kd_vs_scratch': [0]}, 'kd_vs_scratch', 'x') is None
+
+
+def test_gains_pair_seeds_by_id_not_by_position():
+    "Arm a has seeds 0 and 2, arm b 0, 1, 2: the gain pairs a's seed 2 with b's seed 2, never with b's seed 1."
+    score = lambda seeds: {'psnr': np.stack([np.full((1, 4, 2), 20. + s) for s in seeds]), 'seeds': list(seeds)}
+    x, y, common = ks.pair_by_seed(score([0, 2]), score([0, 1, 2]), 'psnr')
+    assert common == [0, 2] and x.shape == y.shape == (2, 1, 4, 2)
+    np.testing.assert_array_equal(x - y, 0)                                  # same seed, same score
+    with pytest.raises(ValueError, match='pair_by_seed'):
+        ks.bootstrap_mean(np.zeros((2, 4, 2)), np.zeros((3, 4, 2)))
 
 
 def test_bootstrap_interval_covers_the_mean_and_pairs():
