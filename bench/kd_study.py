@@ -295,7 +295,7 @@ def report_channel(channel: str) -> dict | None:
             dict(steps=m['steps'], best_step=m['best_step'], train_time_min=round(m['train_time_s'] / 60, 2),
                  init=m['train_config'].get('init'), stage=m['train_config']['stage'], kd=m['train_config']['kd'],
                  fa_weight_effective=m['fa_weight_effective'], crosskd_index=m['crosskd_index'],
-                 code=run_code(m))
+                 code=run_code(m), threads_last_call=m.get('torch_threads'))
             for a, v in arms.items() for m in v['meta']}
     any_meta = next(iter(arms.values()))['meta'][0]['train_config']
     optim = {k: any_meta[k] for k in ('lr', 'weight_decay', 'grad_clip', 'lr_schedule', 'warmup_steps', 'batch_size')}
