@@ -46,6 +46,7 @@ BUDGETS = {   # 'short' is the committed study; 'long' is the issue's >= 9000 st
     'long': dict(preset='cpu-small', teacher_steps=6000, student_steps=9000, batch_size=32, val_every=1000)}
 STUDY = 'short'
 BUDGET = BUDGETS[STUDY]
+OUT_ACT = 'sigmoid'   # decoder output activation of the selected study's runs; 'none' (the reference's) is issue 28's arm
 MAIN_ARMS = ('scratch', 'nokd', 'kd')
 EXTRA_ARMS = ('scratch-total', 'fa-x2000', 'crosskd-only', 'fa-only', 'fa-x100', 'fa-x10', 'fa-x0.1', 'fa-dec')
 N_BOOT = 2000
@@ -68,17 +69,21 @@ def arm_spec(arm: str, latent_hw=(8, 8), n_users: int = 2) -> dict:
     raise ValueError(f"unknown arm {arm!r}; choose teacher, oma, {', '.join(MAIN_ARMS + EXTRA_ARMS)} or fa-xN.")
 
 
-def select_budget(name: str) -> None:
-    "Point BUDGET, NPZ_DIR and the results names at study `name` ('short': results/kd_study/, 'long': results/kd_study_long/)."
-    global STUDY, BUDGET, NPZ_DIR
+def select_budget(name: str, out_act: str = 'sigmoid') -> None:
+    """Point BUDGET, NPZ_DIR and the results names at study `name` ('short': results/kd_study/, 'long': results/kd_study_long/),
+    with decoders ending in `out_act` ('none' adds '_outact-none' to the names)."""
+    global STUDY, BUDGET, NPZ_DIR, OUT_ACT
     if name not in BUDGETS: raise SystemExit(f"unknown --budget {name!r}; choose {' or '.join(BUDGETS)}.")
-    STUDY, BUDGET = name, BUDGETS[name]
-    NPZ_DIR = RESULTS / ('kd_study' if name == 'short' else f'kd_study_{name}')
+    from kdd_semnoma.deepjscc import OUT_ACTS
+    if out_act not in OUT_ACTS: raise SystemExit(f"unknown --out_act {out_act!r}; choose {' or '.join(OUT_ACTS)}.")
+    STUDY, BUDGET, OUT_ACT = name, BUDGETS[name], out_act
+    NPZ_DIR = RESULTS / study_name()
 
 
-def study_name() -> str:
-    "Folder / results stem of the selected study: kd_study (short) or kd_study_long."
-    return 'kd_study' if STUDY == 'short' else f'kd_study_{STUDY}'
+def study_name(study: str | None = None, out_act: str | None = None) -> str:
+    "Folder / results stem of a study (default: the selected one): kd_study (short), kd_study_long, kd_study_outact-none, ..."
+    study, out_act = study or STUDY, out_act or OUT_ACT
+    return ('kd_study' if study == 'short' else f'kd_study_{study}') + ('' if out_act == 'sigmoid' else f'_outact-{out_act}')
 
 
 def run_dir(runs: Path, channel: str, arm: str, seed: int) -> Path:
@@ -111,6 +116,22 @@ def per_image_scores(model, x, snrs=SNRS, *, seed: int = 0, batch: int = 128) ->
     return {k: torch.stack(v).numpy().astype(np.float32) for k, v in out.items()}
 
 
+def outside_fraction(model, x, snrs=SNRS, *, seed: int = 0, batch: int = 128) -> np.ndarray:  # (n_snr,)
+    """Fraction of the raw decoder outputs (before the metrics' clamp) outside [0, 1] at each SNR, with the noise draws
+    of `per_image_scores` (0 by construction for a sigmoid output)."""
+    import torch
+    from kdd_semnoma.core import make_generator
+    out = []
+    with torch.no_grad():
+        for i, snr in enumerate(snrs):
+            g, n_out, n = make_generator(seed * 1000 + i), 0, 0
+            for xb in x.split(batch):
+                x_raw = model.eval()(xb, torch.full((len(xb),), float(snr)), generator=g).x_hat
+                n_out += int(((x_raw < 0) | (x_raw > 1)).sum()); n += x_raw.numel()
+            out.append(n_out / n)
+    return np.array(out, np.float64)
+
+
 def train_config_for(channel: str, arm: str, seed: int, budget: dict):
     from kdd_semnoma.train import train_config
     spec = arm_spec(arm)
@@ -118,7 +139,7 @@ def train_config_for(channel: str, arm: str, seed: int, budget: dict):
              'T+S': budget['teacher_steps'] + budget['student_steps']}[spec.pop('steps')]
     return train_config(spec.pop('stage'), budget['preset'], fading=fading_of(channel), max_steps=steps,
                         batch_size=budget['batch_size'], val_every=budget['val_every'],
-                        seed=0 if arm == 'teacher' else seed, **spec)
+                        seed=0 if arm == 'teacher' else seed, **spec, **({} if OUT_ACT == 'sigmoid' else {'out_act': OUT_ACT}))
 
 
 def do_run(channel: str, arm: str, seed: int, runs: Path, budget: dict = BUDGET, data: str = 'cifar10-npz') -> Path:
@@ -137,8 +158,10 @@ def do_run(channel: str, arm: str, seed: int, runs: Path, budget: dict = BUDGET,
     train_stage(cfg, data=data, out_dir=out, teacher=teacher, resume=(out / 'last.pt').exists(),
                 device='cpu', show_progress=False)
     ck, last = read_checkpoint(out / 'best.pt'), read_checkpoint(out / 'last.pt')
-    scores = per_image_scores(load_model(out / 'best.pt'), test_groups())
-    meta = dict(channel=channel, arm=arm, seed=seed, train_config=asdict(cfg), crosskd_index=cfg.crosskd_at,
+    model, x_test = load_model(out / 'best.pt'), test_groups()
+    scores = per_image_scores(model, x_test)
+    scores['outside'] = outside_fraction(model, x_test)
+    meta = dict(channel=channel, arm=arm, seed=seed, train_config=asdict(cfg), out_act=cfg.output_act, crosskd_index=cfg.crosskd_at,
                 fa_weight_effective=(cfg.loss_weights.fa_weight((1, cfg.n_users, 16, 8, 8)) if cfg.stage == 'student' else 0.),
                 best_step=int(ck['step']), steps=int(last['step']), train_time_s=float(last['time_s']),
                 wall_s_this_call=time.time() - t0, history=last['history'], torch_threads=torch.get_num_threads(),
@@ -205,7 +228,7 @@ def run_all(args) -> None:
             q.remove(r)
             if npz_path(*r).exists(): continue
             if running_elsewhere(Path(args.runs), r): q.append(r); continue   # checked again next round
-            cmd = [sys.executable, __file__, 'run', *map(str, r), '--runs', str(args.runs), '--budget', STUDY]
+            cmd = [sys.executable, __file__, 'run', *map(str, r), '--runs', str(args.runs), '--budget', STUDY, '--out_act', OUT_ACT]
             running[r] = subprocess.Popen(cmd, stdout=open(log, 'a'), stderr=subprocess.STDOUT)
             print(f"{time.strftime('%H:%M:%S')} started {r}", flush=True)
         time.sleep(5)
@@ -354,8 +377,11 @@ def main(argv=None):
     rep = sub.add_parser('report', help='results JSON from results/kd_study[_long]/*.npz')
     for s in (r, a, rep): s.add_argument('--budget', default='short', choices=sorted(BUDGETS),
                                          help="'short' (2000 T / 1000 S, committed) or 'long' (6000 T / 9000 S)")
+    for s in (r, a, rep): s.add_argument('--out_act', default='sigmoid', choices=['sigmoid', 'none'],
+                                         help="decoder output activation of the study's runs (none: the reference's raw conv; "
+                                              "its own folder, results/kd_study_outact-none/)")
     args = p.parse_args(argv)
-    select_budget(args.budget)
+    select_budget(args.budget, args.out_act)
     if args.cmd == 'report': return report(args)
     from kdd_semnoma.core import runs_path
     args.runs = Path(args.runs) if args.runs else runs_path() / study_name()

@@ -15,11 +15,18 @@ from .layers import (ConvNeXtBlock, AttentionBlock, Stem, Downsample, Upsample, 
 from .afmodule import make_af, AF_KINDS
 
 # %% auto #0
-__all__ = ['SIDE_MODES', 'PRESETS', 'JSCCConfig', 'get_config', 'Encoder', 'DecoderOutput', 'Decoder', 'count_params',
-           'flops_per_image', 'model_summary']
+__all__ = ['SIDE_MODES', 'OUT_ACTS', 'PRESETS', 'out_activation', 'JSCCConfig', 'get_config', 'Encoder', 'DecoderOutput',
+           'Decoder', 'count_params', 'flops_per_image', 'model_summary']
 
 # %% ../nbs/05_deepjscc.ipynb #e195067c
 SIDE_MODES = ('own', 'all')
+OUT_ACTS = ('sigmoid', 'none')
+
+def out_activation(x: Tensor, kind: str) -> Tensor:
+    "The decoders' last step: `sigmoid` squashes into (0, 1); `none` leaves the 1x1 conv raw (metrics clamp to [0, 1])."
+    if kind == 'sigmoid': return torch.sigmoid(x)
+    if kind == 'none': return x
+    raise ValueError(f"output activation must be one of {OUT_ACTS}, got {kind!r}.")
 
 @dataclass(frozen=True)
 class JSCCConfig:
@@ -36,12 +43,14 @@ class JSCCConfig:
     attn: bool = True             # Cheng-2020 attention block after every stage
     side: str = 'own'             # decoder side info: 'own' [SNR, |h_k|, ∠h_k] | 'all' (3K values, own first)
     c_img: int = 3                # image channels
+    out_act: str = 'sigmoid'      # decoder output: 'sigmoid' (kit default) | 'none' (the reference: raw 1x1 conv)
 
     def __post_init__(self):
         object.__setattr__(self, 'dims', tuple(self.dims)); object.__setattr__(self, 'depths', tuple(self.depths))
         if len(self.dims) != len(self.depths) or not self.dims:
             raise ValueError(f"dims {self.dims} and depths {self.depths} need the same (non-zero) length: one entry per stage.")
         if self.af not in AF_KINDS: raise ValueError(f"JSCCConfig.af must be one of {AF_KINDS}, got {self.af!r}.")
+        if self.out_act not in OUT_ACTS: raise ValueError(f"JSCCConfig.out_act must be one of {OUT_ACTS}, got {self.out_act!r}.")
         if self.side not in SIDE_MODES: raise ValueError(f"JSCCConfig.side must be one of {SIDE_MODES}, got {self.side!r}.")
         if self.n_users < 1: raise ValueError(f"n_users must be >= 1, got {self.n_users}.")
         if self.img_size % self.down: raise ValueError(f"img_size {self.img_size} is not divisible by the downsampling factor {self.down}.")
@@ -163,15 +172,15 @@ class Decoder(nn.Module):
     def forward(self, y: Tensor, side: Tensor) -> DecoderOutput:  # y (N, c, h, w) received latent, side (N, S)
         f = self.head(_channels_last(y)); seq = [f]
         for j in range(1, len(self.seq_names)): f = self._element(j, f, side); seq.append(f)
-        return DecoderOutput(torch.sigmoid(self.out(f)), [seq[4 * i + 3] for i in range(self.n_stages)], seq)
+        return DecoderOutput(out_activation(self.out(f), self.cfg.out_act), [seq[4 * i + 3] for i in range(self.n_stages)], seq)
 
-    def forward_from(self, f: Tensor, side: Tensor, index: int) -> Tensor:  # (N, 3, H, W) in [0, 1]
+    def forward_from(self, f: Tensor, side: Tensor, index: int) -> Tensor:  # (N, 3, H, W) (in [0, 1] with sigmoid)
         "Run the decoder from the output `f` of sequence element `index` (as in `seq[index]`) to the image."
         n = len(self.seq_names)
         if not 0 <= index < n: raise ValueError(f"index must be in [0, {n - 1}] (decoder sequence {self.seq_names}), got {index}.")
         f = _channels_last(f)
         for j in range(index + 1, n): f = self._element(j, f, side)
-        return torch.sigmoid(self.out(f))
+        return out_activation(self.out(f), self.cfg.out_act)
 
 # %% ../nbs/05_deepjscc.ipynb #58aea198
 def count_params(module: nn.Module) -> int:

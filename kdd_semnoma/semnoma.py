@@ -16,7 +16,7 @@ from .channel import (ChannelConfig, Channel, CHANNEL_NAMES, fading_of, check_po
                                  noise_var_from_snr, power_split, sample_fading, estimate_csi, side_info, noma_mac, orthogonal_channel)
 from .layers import init_weights
 from .afmodule import AFModule
-from .deepjscc import JSCCConfig, Encoder, Decoder
+from .deepjscc import JSCCConfig, Encoder, Decoder, out_activation
 
 # %% auto #0
 __all__ = ['MODELS', 'ChannelState', 'draw_channel_state', 'transmit', 'JSCCFeats', 'JSCCOutput', 'decoder_side', 'MultiUserJSCC',
@@ -267,6 +267,7 @@ class JointDecoder(nn.Module):
         self.blocks = nn.ModuleList([b for _ in range(n) for b in (ResBlock(N, N), ResUpBlock(N, N))])
         self.afs = nn.ModuleList(AFModule(N, 3 * K) for _ in self.blocks)
         self.out = nn.Conv2d(N, cfg.c_img * K, 3, padding=1)
+        self.act = cfg.out_act
         self.apply(init_weights)
 
     def forward(self, y: Tensor, side: Tensor) -> tuple:  # y (B, c, h, w), side (B, 3K) -> (x_hat (B, K, 3, H, W), feats)
@@ -274,7 +275,7 @@ class JointDecoder(nn.Module):
         for i, (blk, af) in enumerate(zip(self.blocks, self.afs)):
             f = af(blk(f), side)
             if i % 2: feats.append(f)
-        return torch.sigmoid(self.out(f)).unflatten(1, (-1, 3)), feats
+        return out_activation(self.out(f), self.act).unflatten(1, (-1, 3)), feats
 
 class DeepJSCCNOMA(MultiUserJSCC):
     "DeepJSCC-NOMA baseline: shared residual-CNN encoder with ADJSCC AF-Modules, one joint decoder for all users."

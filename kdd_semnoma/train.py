@@ -18,7 +18,7 @@ from fastcore.script import call_parse, store_true
 from .core import atomic_write, make_generator, model_device, default_device, runs_path, check_images, set_seed, cli_errors
 from .channel import ChannelConfig, sample_snr_db, fading_of
 from .data import get_dls, DATASETS, default_data
-from .deepjscc import get_config
+from .deepjscc import get_config, OUT_ACTS
 from .semnoma import make_model, init_student_from_teacher, build_from_checkpoint, read_checkpoint
 from .kd import KDLoss, KDWeights, reference_crosskd_index
 from .sweep import batch_images, psnr_table
@@ -45,6 +45,7 @@ class TrainConfig:
     preset: str = 'tiny'             # JSCCConfig preset of 05_deepjscc ('model' in checkpoints before 0.1.1)
     baseline: str = 'deepjscc-noma'  # model kind when stage == 'baseline': 'deepjscc-noma' | 'oma' | 'single' | 'sic'
     n_users: int = 2                 # K
+    out_act: str | None = None       # decoder output activation 'sigmoid' | 'none' (reference); None = the preset's (sigmoid)
     fading: str = 'none'             # channel fading: 'none' (AWGN) | 'rayleigh' | ...
     epochs: int = 1                  # passes over the training groups
     max_steps: int | None = None     # stop after this many optimiser steps (whichever limit comes first)
@@ -80,6 +81,8 @@ class TrainConfig:
         if self.batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
         if not self.snr_low <= self.snr_high: raise ValueError(f"snr_low {self.snr_low} must be <= snr_high {self.snr_high}.")
         if self.lr <= 0: raise ValueError(f"lr must be positive, got {self.lr}.")
+        if self.out_act is not None and self.out_act not in OUT_ACTS:
+            raise ValueError(f"out_act must be one of {OUT_ACTS} (--out_act), got {self.out_act!r}.")
         if self.lr_schedule not in LR_SCHEDULES: raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
         if self.init is not None and self.init not in INITS: raise ValueError(f"init must be one of {INITS}, got {self.init!r}.")
         if self.stage == 'student' and self.init_from != 'teacher':
@@ -97,6 +100,8 @@ class TrainConfig:
 
     @property
     def kind(self) -> str: return self.baseline if self.stage == 'baseline' else STAGE_KIND[self.stage]   # make_model kind
+    @property
+    def output_act(self) -> str: return self.out_act or get_config(self.preset).out_act   # the decoders' activation in use
     @property
     def init_from(self) -> str: return self.init or ('teacher' if self.stage == 'student' else 'scratch')
     @property
@@ -135,7 +140,8 @@ def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
 # %% ../nbs/09_train.ipynb #298e45ae
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
     "The model of `cfg.kind` with the `cfg.preset` JSCCConfig preset for `cfg.n_users` users on `cfg.fading`."
-    return make_model(cfg.kind, get_config(cfg.preset, n_users=cfg.n_users), ChannelConfig(fading=cfg.fading))
+    over = {} if cfg.out_act is None else {'out_act': cfg.out_act}
+    return make_model(cfg.kind, get_config(cfg.preset, n_users=cfg.n_users, **over), ChannelConfig(fading=cfg.fading))
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     "AdamW (cfg.lr, cfg.weight_decay), with torch's fused kernel where this build has it (the same update in one pass)."
@@ -401,10 +407,13 @@ def load_teacher(path: str | Path, cfg: TrainConfig, *, device=None) -> torch.nn
     ck = read_checkpoint(path)
     tc = TrainConfig.from_dict(ck['train_config'])
     if tc.stage != 'teacher': raise ValueError(f"{path} holds a {tc.stage!r} run, not a teacher: pass the teacher's best.pt.")
-    for k in ('preset', 'n_users'):
+    for k in ('preset', 'n_users', 'out_act'):
         if getattr(tc, k) != getattr(cfg, k):
             raise ValueError(f"teacher {path} was trained with {k}={getattr(tc, k)!r} but this run uses {k}={getattr(cfg, k)!r}: "
-                             "train a matching teacher or change the preset / n_users.")
+                             "train a matching teacher or change --preset / --n_users.")
+    if tc.output_act != cfg.output_act:
+        raise ValueError(f"teacher {path} decodes with output activation {tc.output_act!r} but this run uses {cfg.output_act!r}: "
+                         "train a matching teacher or change --out_act.")
     return load_model(path, device=device)
 
 def train_stage(cfg: TrainConfig, *, data: str = 'tiles', data_path: str | Path | None = None,
@@ -447,6 +456,7 @@ def kdd_train(stage: str,                  # teacher | student (KD) | semnoma (n
               batch_size: int = None,      # override the preset's batch size
               lr: float = None,            # override the learning rate
               n_users: int = None,         # K (default 2)
+              out_act: str = None,         # decoder output: sigmoid (default) | none (the reference's raw conv)
               baseline: str = None,        # baseline model kind (stage baseline)
               channel: str = None,         # awgn | rayleigh | rician | fast (default: awgn)
               seed: int = None,            # run seed
@@ -461,7 +471,7 @@ def kdd_train(stage: str,                  # teacher | student (KD) | semnoma (n
               debug: store_true = False):  # on an error, show the traceback instead of one line
     "Train one stage of KDD-SemNOMA (or a baseline) and write last.pt / best.pt to out_dir."
     with cli_errors('kdd_train', debug):
-        over = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, n_users=n_users,
+        over = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, n_users=n_users, out_act=out_act,
                     baseline=baseline, fading=fading_of(channel) if channel else None, seed=seed, init=init,
                     crosskd_index=crosskd_index)
         cfg = train_config(stage, preset, **{k: v for k, v in over.items() if v is not None})

@@ -111,3 +111,23 @@ def test_queue_puts_what_the_study_needs_first():
     main = [i for i, r in enumerate(q) if r[1] in ks.MAIN_ARMS]
     assert len(main) == 18 and max(main) < min(i for i, r in enumerate(q) if r[1] in ks.EXTRA_ARMS)
     assert len(set(q)) == len(q) and ks.queue(['rayleigh'], 1, extras=True, oma=True)[-1] == ('rayleigh', 'kd', 0)
+
+
+def test_out_act_none_study_keeps_its_own_files_and_trains_raw_decoders(tmp_path, monkeypatch):
+    "Issue 28's arm: `--out_act none` writes to kd_study_outact-none, trains the reference's raw output, records outside."
+    try:
+        ks.select_budget('short', 'none')
+        assert ks.study_name() == 'kd_study_outact-none' and ks.NPZ_DIR == ROOT / 'results' / 'kd_study_outact-none'
+        assert ks.train_config_for('awgn', 'kd', 1, ks.BUDGET).output_act == 'none'
+        with pytest.raises(SystemExit, match='unknown --out_act'): ks.select_budget('short', 'tanh')
+        monkeypatch.setenv('KDD_SEMNOMA_HOME', str(tmp_path / 'home'))
+        monkeypatch.setattr(ks, 'NPZ_DIR', tmp_path / 'npz')
+        monkeypatch.setattr(ks, 'test_groups', lambda: __import__('torch').rand(3, 2, 3, 32, 32))
+        budget = dict(preset='tiny', teacher_steps=2, student_steps=2, batch_size=4, val_every=2)
+        for arm in ('teacher', 'kd'): ks.do_run('awgn', arm, 0, tmp_path / 'runs', budget, data='tiles')
+        z = np.load(tmp_path / 'npz' / 'awgn' / 'kd-s0.npz')
+        assert json.loads(str(z['meta']))['out_act'] == 'none' and z['outside'].shape == (5,)
+        assert z['outside'].max() > 0          # an untrained raw conv leaves outputs below 0
+    finally:
+        ks.select_budget('short')
+    assert ks.study_name() == 'kd_study' and ks.train_config_for('awgn', 'kd', 1, ks.BUDGET).output_act == 'sigmoid'
