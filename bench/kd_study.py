@@ -110,7 +110,7 @@ def per_image_scores(model, x, snrs=SNRS, *, seed: int = 0, batch: int = 128) ->
     for i, snr in enumerate(snrs):
         g, p, s = make_generator(seed * 1000 + i), [], []
         for xb in x.split(batch):
-            x_hat = decode(model, xb, snr, generator=g)
+            x_hat = decode(model, xb, snr, generator=g, precision='fp32')   # the studies' scores are fp32
             p.append(psnr(x_hat, xb)); s.append(ssim(x_hat, xb))
         out['psnr'].append(torch.cat(p)); out['ssim'].append(torch.cat(s))
     return {k: torch.stack(v).numpy().astype(np.float32) for k, v in out.items()}
@@ -139,7 +139,8 @@ def train_config_for(channel: str, arm: str, seed: int, budget: dict):
              'T+S': budget['teacher_steps'] + budget['student_steps']}[spec.pop('steps')]
     return train_config(spec.pop('stage'), budget['preset'], fading=fading_of(channel), max_steps=steps,
                         batch_size=budget['batch_size'], val_every=budget['val_every'],
-                        seed=0 if arm == 'teacher' else seed, **spec, **({} if OUT_ACT == 'sigmoid' else {'out_act': OUT_ACT}))
+                        seed=0 if arm == 'teacher' else seed, precision='fp32',   # every run of the studies trained in fp32
+                        **spec, **({} if OUT_ACT == 'sigmoid' else {'out_act': OUT_ACT}))
 
 
 def do_run(channel: str, arm: str, seed: int, runs: Path, budget: dict = BUDGET, data: str = 'cifar10-npz') -> Path:

@@ -5,16 +5,17 @@
 # %% ../nbs/00_core.ipynb #0418ec82
 from __future__ import annotations
 import hashlib, os, random, sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['db2lin', 'lin2db', 'to_complex', 'to_real', 'set_seed', 'make_generator', 'default_device', 'to_device',
-           'model_device', 'kdd_home', 'data_path', 'weights_path', 'runs_path', 'atomic_write', 'check_finite',
-           'check_images', 'cli_errors', 'load_torch_file', 'weights_checksum']
+__all__ = ['PRECISIONS', 'db2lin', 'lin2db', 'to_complex', 'to_real', 'set_seed', 'make_generator', 'default_device', 'to_device',
+           'model_device', 'cpu_flags', 'cpu_native_bf16', 'resolve_precision', 'autocast', 'kdd_home', 'data_path',
+           'weights_path', 'runs_path', 'atomic_write', 'check_finite', 'check_images', 'cli_errors', 'load_torch_file',
+           'weights_checksum']
 
 # %% ../nbs/00_core.ipynb #c7bf8386
 def db2lin(x_db: Tensor | float) -> Tensor:  # linear power ratio, same shape
@@ -74,6 +75,34 @@ def model_device(model: torch.nn.Module) -> torch.device:
     "The device of a module's first parameter (CPU for a parameter-free module)."
     p = next(iter(model.parameters()), None)
     return p.device if p is not None else torch.device('cpu')
+
+# %% ../nbs/00_core.ipynb #93a1d745
+PRECISIONS = ('auto', 'fp32', 'bf16')
+
+def cpu_flags() -> set:
+    "The CPU feature flags the OS reports (Linux /proc/cpuinfo; empty elsewhere)."
+    try: text = Path('/proc/cpuinfo').read_text()
+    except OSError: return set()
+    return {f for line in text.splitlines() if line.startswith('flags') for f in line.split(':', 1)[1].split()}
+
+def cpu_native_bf16(flags: set | None = None) -> bool:
+    "Whether this CPU multiplies bf16 in hardware (AMX-BF16 or AVX512-BF16), where oneDNN's bf16 kernels beat fp32."
+    flags = cpu_flags() if flags is None else flags
+    return bool({'amx_bf16', 'avx512_bf16'} & flags)
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:  # 'fp32' | 'bf16'
+    "The precision `precision` ('auto' | 'fp32' | 'bf16') means on `device`: auto = bf16 on CUDA and native-bf16 CPUs."
+    if precision not in PRECISIONS: raise ValueError(f"precision must be one of {PRECISIONS} (--precision), got {precision!r}.")
+    if precision != 'auto': return precision
+    kind = torch.device(device).type
+    if kind == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp32'
+    return 'bf16' if kind == 'cpu' and cpu_native_bf16() else 'fp32'
+
+def autocast(device: torch.device | str, precision: str = 'auto'):
+    "A bf16 autocast context on `device` when `precision` resolves to bf16 there, else a no-op context."
+    device = torch.device(device)
+    return (torch.autocast(device.type, dtype=torch.bfloat16) if resolve_precision(precision, device) == 'bf16'
+            else nullcontext())
 
 # %% ../nbs/00_core.ipynb #cc76833c
 def kdd_home() -> Path:

@@ -15,8 +15,8 @@ from .layers import (ConvNeXtBlock, AttentionBlock, Stem, Downsample, Upsample, 
 from .afmodule import make_af, AF_KINDS
 
 # %% auto #0
-__all__ = ['SIDE_MODES', 'OUT_ACTS', 'PRESETS', 'out_activation', 'JSCCConfig', 'get_config', 'Encoder', 'DecoderOutput',
-           'Decoder', 'count_params', 'flops_per_image', 'model_summary']
+__all__ = ['SIDE_MODES', 'OUT_ACTS', 'PRESETS', 'out_activation', 'to_image', 'JSCCConfig', 'get_config', 'Encoder',
+           'DecoderOutput', 'Decoder', 'count_params', 'flops_per_image', 'model_summary']
 
 # %% ../nbs/05_deepjscc.ipynb #e195067c
 SIDE_MODES = ('own', 'all')
@@ -27,6 +27,11 @@ def out_activation(x: Tensor, kind: str) -> Tensor:
     if kind == 'sigmoid': return torch.sigmoid(x)
     if kind == 'none': return x
     raise ValueError(f"output activation must be one of {OUT_ACTS}, got {kind!r}.")
+
+def to_image(conv: nn.Module, f: Tensor, kind: str) -> Tensor:  # f (N, C, h, w) -> (N, c_out, h, w) float32
+    "The decoders' output layer `conv` and activation `kind`, in fp32 even under bf16 autocast (cheap: few channels)."
+    if f.device.type not in ('cpu', 'cuda'): return out_activation(conv(f), kind)         # meta tensors (sizes, FLOPs)
+    with torch.autocast(f.device.type, enabled=False): return out_activation(conv(f.float()), kind)
 
 @dataclass(frozen=True)
 class JSCCConfig:
@@ -172,7 +177,7 @@ class Decoder(nn.Module):
     def forward(self, y: Tensor, side: Tensor) -> DecoderOutput:  # y (N, c, h, w) received latent, side (N, S)
         f = self.head(_channels_last(y)); seq = [f]
         for j in range(1, len(self.seq_names)): f = self._element(j, f, side); seq.append(f)
-        return DecoderOutput(out_activation(self.out(f), self.cfg.out_act), [seq[4 * i + 3] for i in range(self.n_stages)], seq)
+        return DecoderOutput(to_image(self.out, f, self.cfg.out_act), [seq[4 * i + 3] for i in range(self.n_stages)], seq)
 
     def forward_from(self, f: Tensor, side: Tensor, index: int) -> Tensor:  # (N, 3, H, W) (in [0, 1] with sigmoid)
         "Run the decoder from the output `f` of sequence element `index` (as in `seq[index]`) to the image."
@@ -180,7 +185,7 @@ class Decoder(nn.Module):
         if not 0 <= index < n: raise ValueError(f"index must be in [0, {n - 1}] (decoder sequence {self.seq_names}), got {index}.")
         f = _channels_last(f)
         for j in range(index + 1, n): f = self._element(j, f, side)
-        return out_activation(self.out(f), self.cfg.out_act)
+        return to_image(self.out, f, self.cfg.out_act)
 
 # %% ../nbs/05_deepjscc.ipynb #58aea198
 def count_params(module: nn.Module) -> int:

@@ -12,7 +12,7 @@ from torch import Tensor
 import matplotlib.pyplot as plt
 from fastcore.script import call_parse, store_true, Param
 from . import __version__
-from .core import make_generator, model_device, default_device, atomic_write, cli_errors
+from .core import make_generator, model_device, default_device, atomic_write, cli_errors, resolve_precision
 from .channel import ChannelConfig, snr_grid, channel_name
 from .data import get_dls, DATASETS, default_data
 from .metrics import (psnr, ssim, jain_index, make_results, save_results, load_results, results_curves,
@@ -61,6 +61,7 @@ def evaluate(model: torch.nn.Module,       # a kdd_semnoma model (SemNOMA, teach
              classifier: torch.nn.Module | None = None,  # CIFAR-10 classifier (zoo.load('cifarnet-cifar10')): semantic metrics
              max_groups: int | None = None,  # use only the first N groups; None = all
              batch_size: int = 64,         # groups per forward pass when `data` is a tensor
+             precision: str = 'auto',      # inference precision: 'auto' | 'fp32' | 'bf16' (core.autocast)
             ) -> list:                     # tidy records dict(snr_db, user, metric, value, n)
     "Seeded SNR sweep: per-user PSNR (both conventions), SSIM [, LPIPS] [, semantic metrics] and fairness, as tidy records."
     snrs = snr_grid(snrs_db)
@@ -71,7 +72,7 @@ def evaluate(model: torch.nn.Module,       # a kdd_semnoma model (SemNOMA, teach
         kept = {'x': [], 'x_hat': [], 'y': []}
         for x, y in eval_batches(data, batch_size, max_groups, labels=True):
             x = x.to(device).float(); seen += len(x)
-            x_hat = decode(model, x, snr, channel=cfg, generator=g)
+            x_hat = decode(model, x, snr, channel=cfg, generator=g, precision=precision)
             acc['psnr'].append(psnr(x_hat, x)); acc['mse'].append((x_hat - x).pow(2).flatten(2).mean(-1))
             acc['ssim'].append(ssim(x_hat, x))
             if lpips_fn is not None:
@@ -127,9 +128,10 @@ def eval_results(name: str, records: list, model: torch.nn.Module, *, channel=No
                  ckpt: dict | None = None,         # the loaded `checkpoint`, if the caller has it (else it is read)
                  config: dict | None = None,
                  classifier: str = CIFARNET,       # name of the semantic-metric network, if records hold its metrics
+                 precision: str | None = None,     # the inference precision the sweep ran in ('fp32' | 'bf16'), recorded
                  command: str | None = None) -> dict:   # the command that made the sweep (kdd_eval records its own)
     "A results dict (kit schema) for an `evaluate` sweep of `model`."
-    cfg = dict(config or {})
+    cfg = dict(config or {}, **({'precision': precision} if precision else {}))
     if checkpoint is not None:
         ck = ckpt if ckpt is not None else open_checkpoint(checkpoint)
         cfg.update(checkpoint=str(checkpoint), step=ck.get('step'), train_config=ck.get('train_config'), kind=ck.get('kind'))
@@ -209,6 +211,7 @@ def eval_checkpoint(checkpoint: str | Path, *, channel: str | None = None, snrs_
                     # semantic metrics: 'auto' (CIFAR-10 data -> zoo:cifarnet-cifar10), a zoo name, or None
                     classifier: str | None = 'auto',
                     loaded: tuple | None = None,   # `load_for_eval(...)` of this checkpoint, if the caller has it
+                    precision: str = 'auto',       # inference precision: 'auto' | 'fp32' | 'bf16'
                    ) -> dict:
     "Evaluate a `kdd_train` checkpoint on the fixed test grouping of `data`; returns a results dict."
     data = data or default_data(data_path)
@@ -221,14 +224,16 @@ def eval_checkpoint(checkpoint: str | Path, *, channel: str | None = None, snrs_
         lpips_fn = lambda a, b: lpips_distance(lp, a, b)
     clf_name = resolve_classifier(classifier, data)
     clf = zoo.load(clf_name, device=model_device(model)) if clf_name else None
-    recs = evaluate(model, test, snrs_db, channel=channel, seed=seed, lpips_fn=lpips_fn, max_groups=max_groups, classifier=clf)
+    recs = evaluate(model, test, snrs_db, channel=channel, seed=seed, lpips_fn=lpips_fn, max_groups=max_groups, classifier=clf,
+                    precision=precision)
     n, channel = recs[0]['n'], channel or channel_name(model.channel.cfg.fading)   # None: the model's own channel
     stage = (ck.get('train_config') or {}).get('stage', '')
     run = str(checkpoint)[len(ZOO_PREFIX):] if str(checkpoint).startswith(ZOO_PREFIX) else Path(checkpoint).parent.name
     return eval_results(name or f"{run}-{channel}", recs, model, channel=channel, seed=seed,
                         data=f"{data} ({data_path or 'default path'}), fixed test grouping: {n} groups of {model.n_users}",
                         description=f"{stage or type(model).__name__} checkpoint {checkpoint}, {channel} channel",
-                        checkpoint=checkpoint, ckpt=ck, classifier=clf_name or CIFARNET)
+                        checkpoint=checkpoint, ckpt=ck, classifier=clf_name or CIFARNET,
+                        precision=resolve_precision(precision, model_device(model)))
 
 @call_parse
 def kdd_eval(checkpoint: str = None,        # checkpoint written by kdd_train (best.pt or last.pt), or zoo:NAME
@@ -245,6 +250,7 @@ def kdd_eval(checkpoint: str = None,        # checkpoint written by kdd_train (b
              recon: str = None,             # also save the decoded test images at --recon_snr to this .npz (for kdd_refine)
              recon_snr: float = 10.,        # SNR in dB of the saved reconstructions
              device: str = None, # cpu | cuda (default: CUDA if available)
+             precision: str = 'auto',       # auto (bf16 on CUDA and on CPUs with native bf16, else fp32) | fp32 | bf16
              debug: store_true = False):  # on an error, show the traceback instead of one line
     "Evaluate a checkpoint over an SNR sweep and write a results JSON."
     with cli_errors('kdd_eval', debug):
@@ -253,7 +259,7 @@ def kdd_eval(checkpoint: str = None,        # checkpoint written by kdd_train (b
         loaded = load_for_eval(checkpoint, data=data, data_path=data_path, seed=seed, device=device)   # read once, used twice
         res = eval_checkpoint(checkpoint, channel=channel, snrs_db=snrs, data=data, data_path=data_path, seed=seed,
                               max_groups=max_groups, use_lpips=lpips, name=name, loaded=loaded,
-                              classifier=classifier)
+                              classifier=classifier, precision=precision)
         out = Path(out) if out else Path('results') / f"{res['name']}.json"
         res['command'] = shlex.join(['kdd_eval', *sys.argv[1:]])                     # as typed, to rerun it
         save_results(res, out)

@@ -28,7 +28,7 @@ def stage_configs(budget_minutes: float,           # wall-clock training budget 
     "One TrainConfig per stage: the preset, its share of the budget, and on CUDA bf16 + compile + data on the device."
     if budget_minutes <= 0: raise ValueError(f"--budget_minutes must be > 0, got {budget_minutes}.")
     gpu = torch.device(device).type == 'cuda'
-    fast = dict(amp=True, compile=True, data_on_device=True, num_workers=0) if gpu else dict(num_workers=0)
+    fast = dict(compile=True, data_on_device=True, num_workers=0) if gpu else dict(num_workers=0)
     out = {}
     for name, stage, share in BUDGET_SPLIT:
         extra = dict(baseline='oma') if stage == 'baseline' else {}

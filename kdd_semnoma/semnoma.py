@@ -11,12 +11,12 @@ from typing import NamedTuple
 import torch
 from torch import nn, Tensor
 from . import __version__
-from .core import to_complex, to_real, check_images, atomic_write, load_torch_file, weights_checksum
+from .core import to_complex, to_real, check_images, atomic_write, load_torch_file, weights_checksum, autocast
 from .channel import (ChannelConfig, Channel, CHANNEL_NAMES, fading_of, check_power, normalize_power, check_snr_db,
                                  noise_var_from_snr, power_split, sample_fading, estimate_csi, side_info, noma_mac, orthogonal_channel)
 from .layers import init_weights
 from .afmodule import AFModule
-from .deepjscc import JSCCConfig, Encoder, Decoder, out_activation
+from .deepjscc import JSCCConfig, Encoder, Decoder, to_image
 
 # %% auto #0
 __all__ = ['MODELS', 'ChannelState', 'draw_channel_state', 'transmit', 'JSCCFeats', 'JSCCOutput', 'decoder_side', 'MultiUserJSCC',
@@ -113,8 +113,9 @@ class MultiUserJSCC(nn.Module):
     def load_weights(self, ckpt: str | Path | dict, *, strict: bool = True) -> MultiUserJSCC:
         "Load weights from a checkpoint of the same kind and config; a clear error names what differs."
         ck = read_checkpoint(ckpt)
-        diff = [f"{f.name}: checkpoint {ck['config'].get(f.name)!r} vs model {getattr(self.cfg, f.name)!r}"
-                for f in fields(JSCCConfig) if _norm(ck['config'].get(f.name)) != _norm(getattr(self.cfg, f.name))]
+        saved = lambda f: ck['config'].get(f.name, f.default)   # a field newer than the checkpoint: its default (out_act)
+        diff = [f"{f.name}: checkpoint {saved(f)!r} vs model {getattr(self.cfg, f.name)!r}"
+                for f in fields(JSCCConfig) if _norm(saved(f)) != _norm(getattr(self.cfg, f.name))]
         if ck['kind'] != self.kind: diff.insert(0, f"kind: checkpoint {ck['kind']!r} vs model {self.kind!r}")
         if diff: raise ValueError(f"checkpoint does not match this model ({'; '.join(diff)}): "
                                   "rebuild it with build_from_checkpoint(path) or the matching preset / n_users.")
@@ -275,7 +276,7 @@ class JointDecoder(nn.Module):
         for i, (blk, af) in enumerate(zip(self.blocks, self.afs)):
             f = af(blk(f), side)
             if i % 2: feats.append(f)
-        return out_activation(self.out(f), self.act).unflatten(1, (-1, 3)), feats
+        return to_image(self.out, f, self.act).unflatten(1, (-1, 3)), feats
 
 class DeepJSCCNOMA(MultiUserJSCC):
     "DeepJSCC-NOMA baseline: shared residual-CNN encoder with ADJSCC AF-Modules, one joint decoder for all users."
@@ -405,6 +406,7 @@ def decode(model: nn.Module,                    # any kdd_semnoma model (SemNOMA
            *, channel: str | ChannelConfig | None = None,   # test channel (name or config); None = the model's own
            generator: torch.Generator | None = None,        # all noise / fading / CSI draws come from here
            full: bool = False,                  # return the whole model output (z, y, ...) with x_hat clamped
+           precision: str = 'auto',             # 'auto' (bf16 on CUDA / native-bf16 CPUs) | 'fp32' | 'bf16' (core.autocast)
           ):                                    # x_hat (B, K, 3, H, W) float in [0, 1] on the model's device
     "Send `x` through `model` at `snr_db` over `channel` in eval mode, drawing from `generator`; modes restored."
     m = model if channel is None else with_channel(model, channel_config(model, channel))
@@ -415,7 +417,7 @@ def decode(model: nn.Module,                    # any kdd_semnoma model (SemNOMA
     modes = {mod: mod.training for mod in model.modules()}
     try:
         m.eval()
-        out = m(x, snr, generator=generator)
+        with autocast(device, precision): out = m(x, snr, generator=generator)
     finally:                                     # eval() on the copy reached the shared sub-modules
         for mod, flag in modes.items(): mod.training = flag
     x_hat = out.x_hat.float().clamp(0, 1)

@@ -48,13 +48,14 @@ def psnr_table(model: torch.nn.Module, data,    # DataLoader of (x, labels), an 
                snrs_db, *, seed: int = 0, batch_size: int = 64,
                max_groups: int | None = None,   # use only the first N groups; None = all
                channel=None,                    # test channel: a name of channel.CHANNEL_NAMES or a config; None = own
+               precision: str = 'auto',         # inference precision: 'auto' | 'fp32' | 'bf16' (core.autocast)
               ) -> Tensor:                      # (n_snr, K) mean PSNR in dB per SNR point and user
     "Mean per-image PSNR of every user at each SNR, with seeded channel draws (SNR point i: seed·1000 + i)."
     rows = []
     for i, snr in enumerate(snrs_db):
         g, vals, seen = make_generator(seed * 1000 + i, model_device(model)), [], 0
         for x in eval_batches(data, batch_size, max_groups):
-            x_hat = decode(model, x, snr, channel=channel, generator=g)
+            x_hat = decode(model, x, snr, channel=channel, generator=g, precision=precision)
             vals.append(psnr(x_hat, x.to(x_hat.device).float())); seen += x.shape[0]   # (B, K)
         if seen == 0: raise ValueError("psnr_table got no data: the evaluation set is empty.")
         rows.append(torch.cat(vals).mean(0))                              # (K,)

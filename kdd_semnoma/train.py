@@ -5,7 +5,6 @@
 # %% ../nbs/09_train.ipynb #daca732b
 from __future__ import annotations
 import math, random, time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -15,7 +14,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from fastcore.script import call_parse, store_true
-from .core import atomic_write, make_generator, model_device, default_device, runs_path, check_images, set_seed, cli_errors
+from .core import (atomic_write, make_generator, model_device, default_device, runs_path, check_images, set_seed, cli_errors,
+                              autocast, PRECISIONS)
 from .channel import ChannelConfig, sample_snr_db, fading_of
 from .data import get_dls, DATASETS, default_data
 from .deepjscc import get_config, OUT_ACTS
@@ -25,7 +25,7 @@ from .sweep import batch_images, psnr_table
 
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_KIND', 'BUDGET_FIELDS', 'INITS', 'LR_SCHEDULES', 'PRESETS', 'TrainConfig', 'train_config', 'lr_at',
-           'build_model', 'make_optimizer', 'autocast_ctx', 'step_generator', 'rng_state', 'set_rng_state', 'dist_info',
+           'build_model', 'make_optimizer', 'step_generator', 'rng_state', 'set_rng_state', 'dist_info',
            'init_distributed', 'barrier', 'teacher_tail', 'freeze', 'train_step', 'validate', 'TrainState',
            'update_early_stopping', 'save_checkpoint', 'load_model', 'check_resumable', 'rank_batches', 'epoch_loader',
            'train_one_epoch', 'fit', 'StageResult', 'images_to_device', 'load_teacher', 'train_stage', 'kdd_train']
@@ -33,7 +33,7 @@ __all__ = ['STAGES', 'STAGE_KIND', 'BUDGET_FIELDS', 'INITS', 'LR_SCHEDULES', 'PR
 # %% ../nbs/09_train.ipynb #b2d058f1
 STAGES = ('teacher', 'student', 'semnoma', 'baseline')
 STAGE_KIND = {'teacher': 'teacher', 'student': 'semnoma', 'semnoma': 'semnoma'}   # baseline: TrainConfig.baseline
-BUDGET_FIELDS = ('epochs', 'max_steps', 'patience', 'val_every', 'ckpt_every', 'num_workers', 'amp', 'max_minutes', 'compile',
+BUDGET_FIELDS = ('epochs', 'max_steps', 'patience', 'val_every', 'ckpt_every', 'num_workers', 'precision', 'max_minutes', 'compile',
                  'data_on_device')
 INITS = ('teacher', 'scratch')
 LR_SCHEDULES = ('constant', 'cosine')
@@ -65,7 +65,7 @@ class TrainConfig:
     val_groups: int | None = None    # validate on the first N groups of the fixed validation grouping; None = all
     patience: int = 0                # validations without improvement before stopping early; 0 = never
     ckpt_every: int = 0              # extra checkpoints every N steps; 0 = at validations only
-    amp: bool = True                 # bf16 autocast on accelerators (never on CPU)
+    precision: str = 'auto'          # 'auto' (bf16 on CUDA and native-bf16 CPUs, else fp32) | 'fp32' | 'bf16' (core.autocast)
     compile: bool = False            # torch.compile the encoder and decoders (inductor; same maths, faster after warm-up)
     data_on_device: bool = False     # keep the training images on the GPU (no host-to-device copies per batch)
     max_minutes: float = 0.          # wall-clock budget of this stage (validate, checkpoint and stop when spent); 0 = none
@@ -83,6 +83,8 @@ class TrainConfig:
         if self.lr <= 0: raise ValueError(f"lr must be positive, got {self.lr}.")
         if self.out_act is not None and self.out_act not in OUT_ACTS:
             raise ValueError(f"out_act must be one of {OUT_ACTS} (--out_act), got {self.out_act!r}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS} (--precision), got {self.precision!r}.")
         if self.lr_schedule not in LR_SCHEDULES: raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
         if self.init is not None and self.init not in INITS: raise ValueError(f"init must be one of {INITS}, got {self.init!r}.")
         if self.stage == 'student' and self.init_from != 'teacher':
@@ -96,6 +98,7 @@ class TrainConfig:
         d = dict(d)
         if 'crosskd_stage' in d: d['crosskd_index'] = 4 * int(d.pop('crosskd_stage')) + 3
         if 'model' in d and 'preset' not in d: d['preset'] = d.pop('model')          # the field's old name
+        if 'amp' in d: d.setdefault('precision', 'auto' if d.pop('amp') else 'fp32')  # amp=True was fp32 on CPU, bf16 on GPUs
         return cls(**d)
 
     @property
@@ -149,11 +152,6 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     except (RuntimeError, TypeError): return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 # %% ../nbs/09_train.ipynb #b9685503
-def autocast_ctx(device: torch.device, enabled: bool = True):
-    "bf16 autocast on accelerators, a no-op context on CPU or when disabled."
-    device = torch.device(device)
-    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled and device.type != 'cpu' else nullcontext()
-
 def step_generator(seed: int, step: int, device: torch.device, stream: int = 0,
                    rank: int = 0) -> torch.Generator:   # data-parallel rank: independent draws per rank (rank 0 = one process)
     "The generator for the SNR and channel draws of optimiser step `step` (`stream` separates uses)."
@@ -216,7 +214,7 @@ def train_step(model: torch.nn.Module, x: Tensor, opt: torch.optim.Optimizer, lo
     g = step_generator(cfg.seed, step, device, rank=rank)
     snr_db = sample_snr_db(x.shape[0], cfg.snr_low, cfg.snr_high, generator=g, device=device)   # (B,)
     g_t = torch.Generator(device).set_state(g.get_state())        # teacher: same fading draws as the student
-    with autocast_ctx(device, cfg.amp):
+    with autocast(device, cfg.precision):
         out = model(x, snr_db, generator=g)
         out_t, tail = None, None
         if loss_fn.weights.needs_teacher:
@@ -231,9 +229,9 @@ def train_step(model: torch.nn.Module, x: Tensor, opt: torch.optim.Optimizer, lo
 
 # %% ../nbs/09_train.ipynb #5a23c971
 def validate(model: torch.nn.Module, data, *, snrs_db: tuple = (10.,), seed: int = 0, batch_size: int = 64,
-             max_groups: int | None = None) -> dict:
+             max_groups: int | None = None, precision: str = 'auto') -> dict:
     "Validation summary: {'psnr' (mean over SNRs and users), 'psnr_user{k}', 'psnr_snr{s}'}."
-    ps = psnr_table(model, data, snrs_db, seed=seed, batch_size=batch_size, max_groups=max_groups)   # (n_snr, K)
+    ps = psnr_table(model, data, snrs_db, seed=seed, batch_size=batch_size, max_groups=max_groups, precision=precision)  # (n_snr, K)
     rec = {'psnr': ps.mean().item()}
     rec.update({f'psnr_user{k}': v.item() for k, v in enumerate(ps.mean(0))})
     rec.update({f'psnr_snr{s:g}': v.item() for s, v in zip(snrs_db, ps.mean(1))})
@@ -373,7 +371,7 @@ def fit(model: torch.nn.Module, dls, cfg: TrainConfig,   # dls: data.DataLoaders
         n = state.acc.pop('n'); rec = {'step': state.step, 'epoch': (state.step - 1) // n_batches}
         rec.update({f'train_{k}': v / n for k, v in state.acc.items()}); state.acc = {}
         rec.update({f'val_{k}': v for k, v in validate(model, dls.valid, snrs_db=cfg.val_snr_db, seed=cfg.seed,
-                                                       max_groups=cfg.val_groups).items()})
+                                                       max_groups=cfg.val_groups, precision=cfg.precision).items()})
         rec['time_s'] = state.time_s = time.time() - t0; state.history.append(rec)
         if update_early_stopping(state, rec['val_psnr'], cfg.patience): save(out_dir / 'best.pt', with_opt=False)
         save(last)
@@ -407,7 +405,7 @@ def load_teacher(path: str | Path, cfg: TrainConfig, *, device=None) -> torch.nn
     ck = read_checkpoint(path)
     tc = TrainConfig.from_dict(ck['train_config'])
     if tc.stage != 'teacher': raise ValueError(f"{path} holds a {tc.stage!r} run, not a teacher: pass the teacher's best.pt.")
-    for k in ('preset', 'n_users', 'out_act'):
+    for k in ('preset', 'n_users'):
         if getattr(tc, k) != getattr(cfg, k):
             raise ValueError(f"teacher {path} was trained with {k}={getattr(tc, k)!r} but this run uses {k}={getattr(cfg, k)!r}: "
                              "train a matching teacher or change --preset / --n_users.")
@@ -457,6 +455,7 @@ def kdd_train(stage: str,                  # teacher | student (KD) | semnoma (n
               lr: float = None,            # override the learning rate
               n_users: int = None,         # K (default 2)
               out_act: str = None,         # decoder output: sigmoid (default) | none (the reference's raw conv)
+              precision: str = None,       # auto (bf16 on CUDA and on CPUs with native bf16, else fp32) | fp32 | bf16
               baseline: str = None,        # baseline model kind (stage baseline)
               channel: str = None,         # awgn | rayleigh | rician | fast (default: awgn)
               seed: int = None,            # run seed
@@ -471,7 +470,7 @@ def kdd_train(stage: str,                  # teacher | student (KD) | semnoma (n
               debug: store_true = False):  # on an error, show the traceback instead of one line
     "Train one stage of KDD-SemNOMA (or a baseline) and write last.pt / best.pt to out_dir."
     with cli_errors('kdd_train', debug):
-        over = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, n_users=n_users, out_act=out_act,
+        over = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, n_users=n_users, out_act=out_act, precision=precision,
                     baseline=baseline, fading=fading_of(channel) if channel else None, seed=seed, init=init,
                     crosskd_index=crosskd_index)
         cfg = train_config(stage, preset, **{k: v for k, v in over.items() if v is not None})
