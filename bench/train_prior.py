@@ -24,7 +24,7 @@ from dataclasses import replace, asdict
 from pathlib import Path
 import torch
 
-HELDOUT_TS = (10, 50, 200, 500, 800)   # timesteps of the held-out denoising error
+HELDOUT_TS = (10, 40, 100, 200, 300, 500, 800)   # timesteps of the held-out denoising error (refinement lives below 300)
 HELDOUT_N = 512                        # test images it averages over (fewer if the test set is smaller)
 CONVENTIONS = {
     'step': 'x of every record: optimiser step; held-out and FID records sit at the last step (steps_done)',
@@ -200,6 +200,10 @@ def main(argv=None):
     p.add_argument('--steps', type=int, default=None, help="optimiser steps (default: the preset's)")
     p.add_argument('--batch_size', type=int, default=None)
     p.add_argument('--lr', type=float, default=None)
+    p.add_argument('--t_max', type=int, default=None, help="train on timesteps t < T_MAX only (default: the preset's, all)")
+    p.add_argument('--precision', default='auto', choices=['auto', 'fp32', 'bf16'],
+                   help='auto: bf16 autocast on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), else fp32')
+    p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch\'s)')
     p.add_argument('--max_minutes', type=float, default=None, help="stop and save after this wall-clock budget")
     p.add_argument('--out_dir', default=None, help="prior folder (diffusers format); rerun to resume (needed unless --restate)")
     p.add_argument('--save_every', type=int, default=2000)
@@ -214,20 +218,32 @@ def main(argv=None):
     if a.restate: return restate(a.restate, a.results, argv)
     if a.out_dir is None: p.error("--out_dir is required (unless --restate)")
     set_seed(a.seed)
+    if a.threads: torch.set_num_threads(a.threads)
     dev = default_device(a.device)
     if dev.type == 'cuda':  # entry point: speed flags are allowed here (never at import time in the library)
         torch.backends.cuda.matmul.allow_tf32 = True; torch.backends.cudnn.allow_tf32 = True
     cfg = PRIOR_PRESETS[a.size]
-    cfg = replace(cfg, **{k: v for k, v in dict(steps=a.steps, batch_size=a.batch_size, lr=a.lr).items() if v is not None})
+    cfg = replace(cfg, **{k: v for k, v in dict(steps=a.steps, batch_size=a.batch_size, lr=a.lr, t_max=a.t_max).items()
+                          if v is not None})
     x_train, x_test = load_data(a.data, cfg.sample_size)
     print(f"data {a.data}: train {tuple(x_train.shape)}, test {tuple(x_test.shape)}; device {dev}; config {cfg}", flush=True)
     t0 = time.time()
     hist = train_prior(x_train.to(dev), cfg, out_dir=a.out_dir, device=dev, seed=a.seed, save_every=a.save_every,
-                       max_minutes=a.max_minutes, log_every=max(1, min(100, cfg.steps // 50)), show_progress=False)
+                       max_minutes=a.max_minutes, log_every=max(1, min(100, cfg.steps // 50)), show_progress=False,
+                       precision=a.precision)
     train_s = time.time() - t0
     pr = load_prior(a.out_dir, device=dev)
+    if pr.meta.get('step', 0) < cfg.steps:        # a campaign call that ran out of --max_minutes: resume it later
+        print(f"{a.out_dir}: {pr.meta.get('step')} of {cfg.steps} steps after {train_s / 60:.1f} min this call; "
+              f"rerun the same command to continue (the report is written when all steps are done)", flush=True)
+        return None
     n_params = sum(p.numel() for p in pr.unet.parameters())
-    fields = dict(device=str(dev), params_M=round(n_params / 1e6, 2), steps_done=pr.meta.get('step'), train_s=round(train_s, 1))
+    from kdd_semnoma.core import cpu_info
+    steps_done = pr.meta.get('step')
+    fields = dict(device=str(dev), params_M=round(n_params / 1e6, 2), steps_done=steps_done, train_s=round(train_s, 1),
+                  precision=pr.meta.get('precision'), epochs=round(steps_done * cfg.batch_size / len(x_train), 2),
+                  train_wall_s_total=(hist[-1]['time_s'] if hist else None), n_train=len(x_train),
+                  **({'cpu': cpu_info()} if dev.type == 'cpu' else {}))
     heldout = heldout_eps_mse(pr.unet, pr.scheduler, x_test)
     fid = {}
     if a.n_samples:

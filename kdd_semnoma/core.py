@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #0418ec82
 from __future__ import annotations
-import hashlib, os, random, sys
+import hashlib, os, platform, random, sys
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 import numpy as np
@@ -13,9 +13,9 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'db2lin', 'lin2db', 'to_complex', 'to_real', 'set_seed', 'make_generator', 'default_device', 'to_device',
-           'model_device', 'cpu_flags', 'cpu_native_bf16', 'resolve_precision', 'autocast', 'kdd_home', 'data_path',
-           'weights_path', 'runs_path', 'atomic_write', 'check_finite', 'check_images', 'cli_errors', 'load_torch_file',
-           'weights_checksum']
+           'model_device', 'cpu_flags', 'cpu_native_bf16', 'resolve_precision', 'autocast', 'cpu_info', 'kdd_home',
+           'data_path', 'weights_path', 'runs_path', 'atomic_write', 'check_finite', 'check_images', 'cli_errors',
+           'load_torch_file', 'weights_checksum']
 
 # %% ../nbs/00_core.ipynb #c7bf8386
 def db2lin(x_db: Tensor | float) -> Tensor:  # linear power ratio, same shape
@@ -81,9 +81,7 @@ PRECISIONS = ('auto', 'fp32', 'bf16')
 
 def cpu_flags() -> set:
     "The CPU feature flags the OS reports (Linux /proc/cpuinfo; empty elsewhere)."
-    try: text = Path('/proc/cpuinfo').read_text()
-    except OSError: return set()
-    return {f for line in text.splitlines() if line.startswith('flags') for f in line.split(':', 1)[1].split()}
+    return {f for line in _read_text('/proc/cpuinfo').splitlines() if line.startswith('flags') for f in line.split(':', 1)[1].split()}
 
 def cpu_native_bf16(flags: set | None = None) -> bool:
     "Whether this CPU multiplies bf16 in hardware (AMX-BF16 or AVX512-BF16), where oneDNN's bf16 kernels beat fp32."
@@ -103,6 +101,19 @@ def autocast(device: torch.device | str, precision: str = 'auto'):
     device = torch.device(device)
     return (torch.autocast(device.type, dtype=torch.bfloat16) if resolve_precision(precision, device) == 'bf16'
             else nullcontext())
+
+# %% ../nbs/00_core.ipynb #3385d910
+def cpu_info() -> dict:
+    "This machine's CPU for speed results: model name, core count, its bf16/AMX flags and whether bf16 is native."
+    model = next((l.split(':', 1)[1].strip() for l in _read_text('/proc/cpuinfo').splitlines() if l.startswith('model name')),
+                 platform.processor() or platform.machine())
+    flags = cpu_flags()
+    return dict(cpu_model=model, cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                bf16_flags=sorted(f for f in flags if 'bf16' in f or f.startswith('amx')), native_bf16=cpu_native_bf16(flags))
+
+def _read_text(path: str) -> str:
+    try: return Path(path).read_text()
+    except OSError: return ''
 
 # %% ../nbs/00_core.ipynb #cc76833c
 def kdd_home() -> Path:

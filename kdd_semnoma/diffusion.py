@@ -73,7 +73,8 @@ class PriorConfig:
     norm_num_groups: int = 8                 # GroupNorm groups (must divide every channel count)
     dropout: float = 0.0                     # dropout in the ResNet blocks
     num_train_timesteps: int = 1000          # T
-    beta_schedule: str = 'linear'            # diffusers beta schedule ('linear', 'squaredcos_cap_v2', ...)
+    beta_schedule: str = 'linear'            # diffusers beta schedule ('linear', 'squaredcos_cap_v2' = cosine, ...)
+    t_max: int | None = None                 # train on timesteps t < t_max only (refinement starts low); None = all T
     lr: float = 2e-4                         # AdamW learning rate (after warmup)
     warmup: int = 100                        # linear learning-rate warmup steps
     batch_size: int = 16                     # images per step
@@ -88,6 +89,8 @@ class PriorConfig:
         if self.sample_size % 2 ** (len(self.block_out_channels) - 1):
             raise ValueError(f"sample_size={self.sample_size} must be divisible by 2**{len(self.block_out_channels) - 1} "
                              f"for {len(self.block_out_channels)} levels: use fewer block_out_channels.")
+        if self.t_max is not None and not 0 < self.t_max <= self.num_train_timesteps:
+            raise ValueError(f"t_max={self.t_max} must be in [1, num_train_timesteps={self.num_train_timesteps}] or None (all).")
         if any(c % self.norm_num_groups for c in self.block_out_channels):
             raise ValueError(f"norm_num_groups={self.norm_num_groups} must divide every block_out_channels {self.block_out_channels}.")
 
@@ -95,6 +98,13 @@ PRIOR_PRESETS = {
     'tiny': PriorConfig(),
     'cifar': PriorConfig(block_out_channels=(64, 128, 256, 256), layers_per_block=2, attn_levels=(1,),
                          norm_num_groups=32, lr=2e-4, warmup=500, batch_size=128, steps=30_000, ema_decay=0.9995),
+    # the CPU campaign's prior (issue 23): the largest size of bench/prior_sizing.py that sees >= 10 epochs of CIFAR-10 in
+    # 12 one-thread hours with bf16 (results/prior_sizing_cpu.json); cosine schedule as the reference's prior
+    'cifar-cpu': PriorConfig(block_out_channels=(96, 192, 192), layers_per_block=2, norm_num_groups=32,
+                             beta_schedule='squaredcos_cap_v2', lr=2e-4, warmup=500, batch_size=64, steps=12_000, ema_decay=0.9995),
+    # the same recipe at the smallest measured size, for the equal-steps comparisons (t_max, bf16 vs fp32)
+    'small-cpu': PriorConfig(block_out_channels=(32, 64, 128), layers_per_block=1, norm_num_groups=8,
+                             beta_schedule='squaredcos_cap_v2', lr=2e-4, warmup=100, batch_size=64, steps=800, ema_decay=0.999),
 }
 
 # %% ../nbs/12_diffusion.ipynb #aeaa6419
@@ -229,8 +239,9 @@ def load_prior(path: str | Path, *, scheduler: str = 'ddim', device=None) -> Pri
     unet_dir, sched_file = _prior_files(path)
     unet = UNet2DModel.from_pretrained(unet_dir, low_cpu_mem_usage=False).eval().requires_grad_(False)
     cfg = {k: v for k, v in json.loads(sched_file.read_text()).items() if not k.startswith('_')}
-    cls = type(make_scheduler(scheduler))
-    sch = cls.from_config({k: v for k, v in cfg.items() if k in cls.__init__.__code__.co_varnames})
+    # from_config keeps every key the scheduler knows (beta_schedule, ...) and drops the rest; filtering on
+    # __init__.__code__.co_varnames saw only the register_to_config wrapper's names and dropped them all
+    sch = type(make_scheduler(scheduler)).from_config(cfg)
     meta = json.loads((path / 'kdd_prior.json').read_text()) if (path / 'kdd_prior.json').exists() else {}
     return Prior(unet.to(device) if device is not None else unet, sch, meta)
 

@@ -5,7 +5,6 @@
 # %% ../nbs/12a_prior_training.ipynb #f658b6ec
 from __future__ import annotations
 import copy, time
-from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
-from .core import make_generator, default_device
+from .core import make_generator, default_device, autocast, resolve_precision
 from .diffusion import (PriorConfig, make_unet, make_scheduler, save_prior, to_model, as_image_tensor,
                                    as_unit_float)
 
@@ -22,12 +21,13 @@ __all__ = ['prior_loss', 'train_prior']
 
 # %% ../nbs/12a_prior_training.ipynb #8801b4bf
 def prior_loss(unet, scheduler, x: Tensor,      # (B, 3, H, W) clean images in [0, 1]
-               *, generator: torch.Generator | None = None) -> Tensor:  # () scalar loss
+               *, generator: torch.Generator | None = None,
+               t_max: int | None = None) -> Tensor:            # () scalar loss; t uniform in [0, t_max or T)
     "DDPM epsilon-prediction loss on one batch: noise with `add_noise` at uniform t, regress the noise."
     x0 = to_model(x)
     g_dev = generator.device if generator is not None else x.device
     noise = torch.randn(x0.shape, generator=generator, device=g_dev).to(x.device)            # (B, 3, H, W)
-    t = torch.randint(scheduler.config.num_train_timesteps, (len(x0),), generator=generator, device=g_dev).to(x.device)
+    t = torch.randint(t_max or scheduler.config.num_train_timesteps, (len(x0),), generator=generator, device=g_dev).to(x.device)
     eps = unet(scheduler.add_noise(x0, noise, t), t).sample                                   # (B, 3, H, W)
     return F.mse_loss(eps.float(), noise)
 
@@ -54,7 +54,8 @@ def train_prior(data,                              # images (N, 3, H, W) / uint8
                 *, out_dir: str | Path,            # where the prior (diffusers format) and train_state.pt go
                 device=None, seed: int = 0, resume: bool = True, save_every: int | None = None,
                 max_minutes: float | None = None,  # stop (and save) after this wall-clock budget
-                log_every: int = 10, amp: bool | None = None, show_progress: bool = True,
+                log_every: int = 10, show_progress: bool = True,
+                precision: str = 'auto',            # 'auto' (bf16 on CUDA / native-bf16 CPUs) | 'fp32' | 'bf16'
                ) -> list:                          # history: [{'step', 'loss', 'lr', 'time_s'}, ...]
     "Train a UNet2DModel prior with the DDPM loss; save the EMA weights atomically (resumable) to `out_dir`."
     device = torch.device(device) if device is not None else default_device()
@@ -69,19 +70,19 @@ def train_prior(data,                              # images (N, 3, H, W) / uint8
         step, history = st['step'], st['history']
     g = make_generator(seed + step, device)
     batches = _batch_iter(data, cfg.batch_size, make_generator(seed + step), device)
-    use_amp = (device.type != 'cpu') if amp is None else amp
-    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else nullcontext()
+    prec = resolve_precision(precision, device)
     def save():
-        meta = {'config': asdict(cfg), 'step': step, 'final_loss': history[-1]['loss'] if history else None}
+        meta = {'config': asdict(cfg), 'step': step, 'final_loss': history[-1]['loss'] if history else None, 'precision': prec}
         save_prior(ema, sch, out_dir, meta=meta,
                    extra={'train_state.pt': lambda p: torch.save(_train_state(unet, ema, opt, step, history, cfg), p)})
-    t_start, run = time.time(), []
+    t_call, run = time.time(), []
+    t_start = t_call - (history[-1]['time_s'] if history else 0.)     # history's time_s: training wall time over all calls
     pbar = tqdm(total=cfg.steps, initial=step, disable=not show_progress)
     while step < cfg.steps:
         for grp in opt.param_groups: grp['lr'] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
         x = next(batches)
         if cfg.flip: x = torch.where(torch.rand(len(x), 1, 1, 1, generator=g, device=device) < 0.5, x.flip(-1), x)
-        with ctx: loss = prior_loss(unet, sch, x, generator=g)
+        with autocast(device, prec): loss = prior_loss(unet, sch, x, generator=g, t_max=cfg.t_max)
         opt.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), cfg.grad_clip); opt.step()
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))                  # EMA warmup: short runs forget the init
@@ -91,6 +92,6 @@ def train_prior(data,                              # images (N, 3, H, W) / uint8
             history.append({'step': step, 'loss': torch.stack(run).mean().item(), 'lr': opt.param_groups[0]['lr'],
                             'time_s': round(time.time() - t_start, 2)}); run = []
         if save_every and step % save_every == 0: save()
-        if max_minutes is not None and time.time() - t_start > 60 * max_minutes: break
+        if max_minutes is not None and time.time() - t_call > 60 * max_minutes: break
     pbar.close(); save()
     return history

@@ -141,3 +141,32 @@ def test_zoo_manifest_and_prior():
         with torch.no_grad():
             losses[name] = float(sum(prior_loss(net, pr.scheduler, x, generator=make_generator(i)) for i in range(4)) / 4)
     assert losses['trained'] < 0.5 * losses['untrained'], losses
+
+
+def test_load_prior_keeps_the_saved_schedule(tmp_path):
+    "A cosine prior loads as cosine (the old filter on __init__.__code__.co_varnames dropped every key: it ran as linear)."
+    from kdd_semnoma.diffusion import PriorConfig, make_unet, make_scheduler, save_prior, load_prior
+    cfg = PriorConfig(beta_schedule='squaredcos_cap_v2')
+    save_prior(make_unet(cfg, seed=0), make_scheduler('ddpm', beta_schedule='squaredcos_cap_v2'), tmp_path / 'p')
+    for kind in ('ddim', 'ddpm'):
+        sch = load_prior(tmp_path / 'p', scheduler=kind).scheduler
+        assert sch.config.beta_schedule == 'squaredcos_cap_v2'
+        assert abs(float(sch.alphas_cumprod[40]) - 0.9943) < 1e-3            # the reference's light start: t = 40 on cosine
+
+
+def test_prior_loss_t_max_and_bf16_training(tmp_path):
+    "t_max restricts the training timesteps; precision='bf16' trains (fp32 master weights) and is recorded."
+    import torch
+    from kdd_semnoma.diffusion import PriorConfig, make_scheduler, load_prior
+    from kdd_semnoma.prior_training import prior_loss, train_prior
+    with pytest.raises(ValueError, match='t_max'): PriorConfig(t_max=0)
+    seen = []
+    class Spy(torch.nn.Module):
+        def forward(self, x, t): seen.append(t.clone()); return type('O', (), {'sample': torch.zeros_like(x)})()
+    prior_loss(Spy(), make_scheduler('ddpm'), torch.rand(256, 3, 8, 8), generator=torch.Generator().manual_seed(0), t_max=50)
+    assert seen[0].max() < 50 and seen[0].min() >= 0
+    cfg = PriorConfig(steps=2, batch_size=2, t_max=300)
+    train_prior(torch.rand(8, 3, 32, 32), cfg, out_dir=tmp_path / 'p', device='cpu', precision='bf16', show_progress=False)
+    pr = load_prior(tmp_path / 'p')
+    assert pr.meta['precision'] == 'bf16' and pr.meta['config']['t_max'] == 300 and pr.meta['step'] == 2
+    assert all(p.dtype == torch.float32 for p in pr.unet.parameters())
