@@ -365,6 +365,105 @@ def report(args) -> list:
     return out
 
 
+# ---------------------------------------------------------------- issue 28: the decoders' output activation
+OUT_ACT_ARMS = ('teacher', 'scratch', 'nokd', 'kd')
+
+
+def t_interval(v: np.ndarray, level: float = 0.95) -> tuple:
+    "Student-t interval of the mean of per-seed values `v` (S,): (mean, lo, hi); (mean, nan, nan) for one seed."
+    from scipy import stats
+    v = np.asarray(v, np.float64); m = float(v.mean())
+    if len(v) < 2: return m, float('nan'), float('nan')
+    h = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return m, m - h, m + h
+
+
+def out_act_arms(channel: str = 'awgn') -> dict:
+    "{out_act: {arm: load_arm(...)}} of the short study (sigmoid, the committed runs) and its out_act 'none' twin."
+    global NPZ_DIR
+    keep = NPZ_DIR
+    try:
+        out = {}
+        for act in ('sigmoid', 'none'):
+            NPZ_DIR = RESULTS / study_name('short', act)
+            out[act] = {a: v for a in OUT_ACT_ARMS if (v := load_arm(channel, a)) is not None}
+        return out
+    finally:
+        NPZ_DIR = keep
+
+
+def out_act_report(channel: str = 'awgn') -> dict:
+    """Sigmoid vs the reference's raw output, everything else equal (short study: budget, optimiser, data, seeds): per arm
+    and SNR the PSNR / SSIM of each activation and the paired difference none - sigmoid, with a t-interval over the seed
+    means beside the hierarchical bootstrap, and the raw outputs' fraction outside [0, 1]."""
+    arms = out_act_arms(channel)
+    res, records, seeds = {'snr_db': list(SNRS)}, [], {}
+    for arm in OUT_ACT_ARMS:
+        if arm not in arms['sigmoid'] or arm not in arms['none']: continue
+        for m in ('psnr', 'ssim'):
+            for act in ('sigmoid', 'none'):
+                v = arms[act][arm]
+                boot = [bootstrap_mean(v[m][:, i]) for i in range(len(SNRS))]
+                tint = [t_interval(v[m][:, i].mean((1, 2))) for i in range(len(SNRS))]
+                res[f'{m}_{arm}_{act}'] = [b[0] for b in boot]
+                res[f'{m}_{arm}_{act}_ci95_boot'] = [[b[1], b[2]] for b in boot]
+                res[f'{m}_{arm}_{act}_ci95_t'] = [[t[1], t[2]] for t in tint]
+            a, b, common = pair_by_seed(arms['none'][arm], arms['sigmoid'][arm], m)
+            seeds[arm] = common
+            boot = [bootstrap_mean(a[:, i], b[:, i]) for i in range(len(SNRS))]
+            tint = [t_interval((a[:, i] - b[:, i]).mean((1, 2))) for i in range(len(SNRS))]
+            key = f'diff_{m}_{arm}'
+            res[key] = [x[0] for x in boot]
+            res[f'{key}_ci95_boot'] = [[x[1], x[2]] for x in boot]; res[f'{key}_ci95_t'] = [[t[1], t[2]] for t in tint]
+            records += [dict(snr_db=s, user=-1, metric=key, value=x[0], n=a.shape[2], n_seeds=len(common), ci95_boot=[x[1], x[2]],
+                             ci95_t=[t[1], t[2]]) for s, x, t in zip(SNRS, boot, tint)]
+        outside = [z for z in arms['none'][arm]['meta']]          # recorded per run in the npz, read again below
+        fr = np.stack([np.load(npz_path_for('none', channel, arm, mm['seed']))['outside'] for mm in outside])   # (S, n_snr)
+        res[f'outside_{arm}_none'] = fr.mean(0).tolist()
+    runs = {f"{act}/{arm}-s{mm['seed']}": dict(steps=mm['steps'], best_step=mm['best_step'],
+                                               train_time_min=round(mm['train_time_s'] / 60, 2), code=run_code(mm),
+                                               out_act=mm.get('out_act', 'sigmoid'))
+            for act, d in arms.items() for arm, v in d.items() for mm in v['meta']}
+    from kdd_semnoma.metrics import make_results
+    doc = make_results(
+        f'out_act_cifar10_{channel}', records, seed=None,
+        data='cifar10-npz: trained on the 50k JPEG (q75) training export minus a validation split; evaluated on the 932 '
+             'pixel-exact CIFAR-10 test images as 466 fixed pairs (K = 2); metrics on outputs clamped to [0, 1]',
+        description="The decoders' output activation (issue 28): the kit's sigmoid against the reference's raw 1x1 conv, "
+                    "on the short KD study's chain (one teacher per activation, then scratch / nokd / kd for each seed), "
+                    f"everything else equal: budget {BUDGETS['short']}, the study's optimiser, data, seeds and evaluation "
+                    "noise. The sigmoid runs are the committed short study (results/kd_study/), the none runs "
+                    "results/kd_study_outact-none/. diff = none - sigmoid, paired by seed and test pair; 95 % intervals: "
+                    f"t over the seed means (ci95_t) and a bootstrap over seeds and pairs ({N_BOOT} resamples, ci95_boot).",
+        config=dict(channel=channel, budget=BUDGETS['short'], snr_db=list(SNRS), paired_seeds=seeds, runs=runs,
+                    precision='fp32 (training and evaluation)',
+                    outside='outside_<arm>_none: fraction of raw decoder outputs outside [0, 1] on the 466 pairs at each SNR, '
+                            'mean over seeds (0 by construction for sigmoid)'),
+        command='KDD_SEMNOMA_DATA=../shared/data python bench/kd_study.py all --channels awgn --no_extras --no_oma '
+                '--out_act none --jobs 1; python bench/kd_study.py outact')
+    doc['results'] = res
+    doc['summary'] = [line for arm in OUT_ACT_ARMS if (line := out_act_sentence(res, seeds, arm))]
+    return doc
+
+
+def npz_path_for(out_act: str, channel: str, arm: str, seed: int) -> Path:
+    "The npz of one run of the short study with decoders ending in `out_act`."
+    return RESULTS / study_name('short', out_act) / channel / ('teacher.npz' if arm == 'teacher' else f'{arm}-s{seed}.npz')
+
+
+def out_act_sentence(res: dict, seeds: dict, arm: str) -> str | None:
+    "One line: none - sigmoid PSNR of `arm` at every SNR, and where its t-interval (or bootstrap, one seed) lies."
+    k = f'diff_psnr_{arm}'
+    if k not in res: return None
+    n = len(seeds[arm]); ci = res[k + ('_ci95_t' if n > 1 else '_ci95_boot')]
+    side = ['above' if lo > 0 else 'below' if hi < 0 else 'straddling' for lo, hi in ci]
+    where = '; '.join(f"{w} zero at {', '.join(f'{s:g}' for s, x in zip(res['snr_db'], side) if x == w)} dB"
+                      for w in ('above', 'straddling', 'below') if w in side)
+    return (f"{arm}: none − sigmoid, {n} seed{'s' * (n > 1)}: " + ' / '.join(f'{v:+.2f}' for v in res[k])
+            + f" dB PSNR at {' / '.join(f'{s:g}' for s in res['snr_db'])} dB SNR; 95 % "
+            + ('t-interval over seeds ' if n > 1 else 'bootstrap interval over pairs ') + where)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest='cmd', required=True)
@@ -376,12 +475,18 @@ def main(argv=None):
     a.add_argument('--no_extras', action='store_true'); a.add_argument('--no_oma', action='store_true')
     for s in (r, a): s.add_argument('--runs', default=None, help='checkpoint folder (default: $KDD_SEMNOMA_HOME/runs/kd_study[_long])')
     rep = sub.add_parser('report', help='results JSON from results/kd_study[_long]/*.npz')
+    sub.add_parser('outact', help="issue 28: sigmoid vs the reference's raw output -> results/out_act_cifar10_awgn.json")
     for s in (r, a, rep): s.add_argument('--budget', default='short', choices=sorted(BUDGETS),
                                          help="'short' (2000 T / 1000 S, committed) or 'long' (6000 T / 9000 S)")
     for s in (r, a, rep): s.add_argument('--out_act', default='sigmoid', choices=['sigmoid', 'none'],
                                          help="decoder output activation of the study's runs (none: the reference's raw conv; "
                                               "its own folder, results/kd_study_outact-none/)")
     args = p.parse_args(argv)
+    if args.cmd == 'outact':
+        from kdd_semnoma.metrics import save_results
+        doc = out_act_report('awgn'); out = save_results(doc, RESULTS / 'out_act_cifar10_awgn.json')
+        for line in doc['summary']: print(line)
+        print(f'-> {out}'); return out
     select_budget(args.budget, args.out_act)
     if args.cmd == 'report': return report(args)
     from kdd_semnoma.core import runs_path

@@ -17,7 +17,9 @@ Variants:
              -> gamma -> permute back, one encoder call per user, plain (non-fused, non-foreach) AdamW, no_grad inference;
   kit        the kit's one forward path: all B*K images through the encoder as one batch, channels-last memory,
              1x1-conv ConvNeXt blocks, fused AdamW, inference_mode;
-  +compile   torch.compile of the encoder and decoders (inductor; --compile), +bf16 (CUDA) bf16 autocast.
+  +compile   torch.compile of the encoder and decoders (inductor; --compile); +bf16 bf16 autocast (CUDA; and CPU, where it is
+             the kit's default on CPUs with native bf16 — AMX-BF16 or AVX512-BF16 — and emulated elsewhere; --no_cpu_bf16 skips it).
+             The results file names the CPU model and its bf16/AMX flags (core.cpu_info).
 
 FLOP rates use the FlopCounterMode counts of `deepjscc.flops_per_image` (training = 3x forward) and are compared
 with this machine's measured fp32 matmul throughput at the same thread count.
@@ -131,6 +133,7 @@ def main(argv=None):
     p.add_argument('--devices', default='cpu,cuda', help='cuda rows are skipped when no GPU is present')
     p.add_argument('--impls', default='reference,kit', help='reference first: ratios are taken against the first')
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--no_cpu_bf16', dest='cpu_bf16', action='store_false', help='skip the CPU bf16 autocast row')
     p.add_argument('--batch', type=int, default=32); p.add_argument('--steps', type=int, default=7, help='timed rounds')
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--compile', action='store_true', help='also time torch.compile of the kit (slow to compile)')
@@ -161,7 +164,9 @@ def main(argv=None):
         variants = [dict(impl=i, bf16=False, compile=False) for i in a.impls.split(',')]
         if d == 'cuda':
             variants += [dict(impl='kit', bf16=True, compile=False)] + ([dict(impl='kit', bf16=True, compile=True)] if a.compile else [])
-        elif a.compile: variants += [dict(impl='kit', bf16=False, compile=True)]
+        else:   # CPU bf16 autocast (the kit's default where the CPU has native bf16; emulated and slow elsewhere)
+            variants += [dict(impl='kit', bf16=True, compile=False)] if a.cpu_bf16 else []
+            if a.compile: variants += [dict(impl='kit', bf16=False, compile=True)]
         for preset in a.presets.split(','):
             for k in (int(u) for u in a.users.split(',')):
                 spec = dict(device=d, preset=preset, users=k, batch=a.batch, steps=a.steps, warmup=a.warmup, threads=a.threads,
@@ -213,6 +218,7 @@ def profile_kit(path: str, threads: int, batch: int, preset: str = 'paper', user
 def write_results(rows: list, a, peak: dict) -> None:
     "The rows as a results file in the kit's schema (one record per row and metric), with the command inside."
     from kdd_semnoma.metrics import save_results
+    from kdd_semnoma.core import cpu_info
     keep = ('train_img_s', 'infer_img_s', 'train_speedup', 'infer_speedup', 'peak_mem_mb', 'train_gflop_s', 'infer_gflop_s')
     recs = [dict(row=f"{r['device']} {r['preset']} K={r['users']}", user=-1, metric=f"{m}[{_name(r)}]", value=r[m], n=len(r['train_s']),
                  **({'range': r[f'{m}_range']} if f'{m}_range' in r else {}))
@@ -220,7 +226,7 @@ def write_results(rows: list, a, peak: dict) -> None:
     save_results(a.results, name='train_speed', records=recs, x='row', seed=0,
                  description='SemNOMA training / inference speed: the kit against the reference formulation, side by side in one process',
                  config=dict(batch_groups=a.batch, rounds=a.steps, warmup=a.warmup, threads=a.threads, optimiser='AdamW lr 1e-4 wd 1e-4',
-                             workload='random 32x32 images, SNR ~ U[0, 20] dB, AWGN NOMA, L1 loss'),
+                             workload='random 32x32 images, SNR ~ U[0, 20] dB, AWGN NOMA, L1 loss', **cpu_info()),
                  data='random images (speed only)', command='python bench/train_speed.py ' + ' '.join(sys.argv[1:]),
                  matmul_gflop_s=peak, rows=rows,
                  conventions={'img_s': 'user images per second (B*K per step), median over rounds',

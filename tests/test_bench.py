@@ -9,12 +9,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_train_speed_quick_runs(tmp_path):
     out = tmp_path / 'rows.json'
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'train_speed.py'), '--quick', '--presets', 'tiny', '--users', '2',
-                        '--devices', 'cpu', '--batch', '4', '--json', str(out)], capture_output=True, text=True, cwd=ROOT)
+                        '--devices', 'cpu', '--batch', '4', '--json', str(out), '--results', str(tmp_path / 'res.json')],
+                       capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'speed-up' in r.stdout and 'matmul throughput' in r.stdout
     import json
     rows = json.loads(out.read_text())
     assert {row['impl'] for row in rows} == {'reference', 'kit'}
+    assert sorted((row['impl'], row['bf16']) for row in rows) == [('kit', False), ('kit', True), ('reference', False)]  # CPU bf16 row
+    cfg = json.loads((tmp_path / 'res.json').read_text())['config']          # every speed file names its CPU and bf16 flags
+    assert cfg['cpu_model'] and 'native_bf16' in cfg and isinstance(cfg['bf16_flags'], list)
     assert all(row['train_img_s'] > 0 and row['infer_img_s'] > 0 and row['peak_mem_mb'] > 0 for row in rows)
 
 def test_help():
