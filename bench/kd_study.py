@@ -47,6 +47,7 @@ BUDGETS = {   # 'short' is the committed study; 'long' is the issue's >= 9000 st
 STUDY = 'short'
 BUDGET = BUDGETS[STUDY]
 OUT_ACT = 'sigmoid'   # decoder output activation of the selected study's runs; 'none' (the reference's) is issue 28's arm
+PRECISION = 'fp32'    # training precision of the selected study's runs; 'bf16' is issue 24's quality check (scores stay fp32)
 MAIN_ARMS = ('scratch', 'nokd', 'kd')
 EXTRA_ARMS = ('scratch-total', 'fa-x2000', 'crosskd-only', 'fa-only', 'fa-x100', 'fa-x10', 'fa-x0.1', 'fa-dec')
 N_BOOT = 2000
@@ -69,10 +70,12 @@ def arm_spec(arm: str, latent_hw=(8, 8), n_users: int = 2) -> dict:
     raise ValueError(f"unknown arm {arm!r}; choose teacher, oma, {', '.join(MAIN_ARMS + EXTRA_ARMS)} or fa-xN.")
 
 
-def select_budget(name: str, out_act: str = 'sigmoid') -> None:
+def select_budget(name: str, out_act: str = 'sigmoid', precision: str = 'fp32') -> None:
     """Point BUDGET, NPZ_DIR and the results names at study `name` ('short': results/kd_study/, 'long': results/kd_study_long/),
-    with decoders ending in `out_act` ('none' adds '_outact-none' to the names)."""
-    global STUDY, BUDGET, NPZ_DIR, OUT_ACT
+    with decoders ending in `out_act` ('none' adds '_outact-none' to the names), trained in `precision` ('bf16': '_bf16')."""
+    global STUDY, BUDGET, NPZ_DIR, OUT_ACT, PRECISION
+    if precision not in ('fp32', 'bf16'): raise SystemExit(f"unknown --precision {precision!r}; choose fp32 or bf16.")
+    PRECISION = precision
     if name not in BUDGETS: raise SystemExit(f"unknown --budget {name!r}; choose {' or '.join(BUDGETS)}.")
     from kdd_semnoma.deepjscc import OUT_ACTS
     if out_act not in OUT_ACTS: raise SystemExit(f"unknown --out_act {out_act!r}; choose {' or '.join(OUT_ACTS)}.")
@@ -80,10 +83,11 @@ def select_budget(name: str, out_act: str = 'sigmoid') -> None:
     NPZ_DIR = RESULTS / study_name()
 
 
-def study_name(study: str | None = None, out_act: str | None = None) -> str:
+def study_name(study: str | None = None, out_act: str | None = None, precision: str | None = None) -> str:
     "Folder / results stem of a study (default: the selected one): kd_study (short), kd_study_long, kd_study_outact-none, ..."
-    study, out_act = study or STUDY, out_act or OUT_ACT
-    return ('kd_study' if study == 'short' else f'kd_study_{study}') + ('' if out_act == 'sigmoid' else f'_outact-{out_act}')
+    study, out_act, precision = study or STUDY, out_act or OUT_ACT, precision or PRECISION
+    return (('kd_study' if study == 'short' else f'kd_study_{study}') + ('' if out_act == 'sigmoid' else f'_outact-{out_act}')
+            + ('' if precision == 'fp32' else f'_{precision}'))
 
 
 def run_dir(runs: Path, channel: str, arm: str, seed: int) -> Path:
@@ -100,8 +104,9 @@ def test_groups():
     return fixed_test_groups('cifar10-npz', 2, seed=0)
 
 
-def per_image_scores(model, x, snrs=SNRS, *, seed: int = 0, batch: int = 128) -> dict:
-    "PSNR and SSIM per image: arrays (n_snr, N, K); SNR point i draws all noise from make_generator(seed*1000 + i)."
+def per_image_scores(model, x, snrs=SNRS, *, seed: int = 0, batch: int = 128, precision: str = 'fp32') -> dict:
+    """PSNR and SSIM per image: arrays (n_snr, N, K); SNR point i draws all noise from make_generator(seed*1000 + i).
+    Inference in `precision` (the studies' scores are fp32)."""
     import torch
     from kdd_semnoma.core import make_generator
     from kdd_semnoma.metrics import psnr, ssim
@@ -110,7 +115,7 @@ def per_image_scores(model, x, snrs=SNRS, *, seed: int = 0, batch: int = 128) ->
     for i, snr in enumerate(snrs):
         g, p, s = make_generator(seed * 1000 + i), [], []
         for xb in x.split(batch):
-            x_hat = decode(model, xb, snr, generator=g, precision='fp32')   # the studies' scores are fp32
+            x_hat = decode(model, xb, snr, generator=g, precision=precision)
             p.append(psnr(x_hat, xb)); s.append(ssim(x_hat, xb))
         out['psnr'].append(torch.cat(p)); out['ssim'].append(torch.cat(s))
     return {k: torch.stack(v).numpy().astype(np.float32) for k, v in out.items()}
@@ -139,7 +144,7 @@ def train_config_for(channel: str, arm: str, seed: int, budget: dict):
              'T+S': budget['teacher_steps'] + budget['student_steps']}[spec.pop('steps')]
     return train_config(spec.pop('stage'), budget['preset'], fading=fading_of(channel), max_steps=steps,
                         batch_size=budget['batch_size'], val_every=budget['val_every'],
-                        seed=0 if arm == 'teacher' else seed, precision='fp32',   # every run of the studies trained in fp32
+                        seed=0 if arm == 'teacher' else seed, precision=PRECISION,   # fp32 unless the bf16 check
                         **spec, **({} if OUT_ACT == 'sigmoid' else {'out_act': OUT_ACT}))
 
 
@@ -229,7 +234,8 @@ def run_all(args) -> None:
             q.remove(r)
             if npz_path(*r).exists(): continue
             if running_elsewhere(Path(args.runs), r): q.append(r); continue   # checked again next round
-            cmd = [sys.executable, __file__, 'run', *map(str, r), '--runs', str(args.runs), '--budget', STUDY, '--out_act', OUT_ACT]
+            cmd = [sys.executable, __file__, 'run', *map(str, r), '--runs', str(args.runs), '--budget', STUDY, '--out_act', OUT_ACT,
+                   '--precision', PRECISION]
             running[r] = subprocess.Popen(cmd, stdout=open(log, 'a'), stderr=subprocess.STDOUT)
             print(f"{time.strftime('%H:%M:%S')} started {r}", flush=True)
         time.sleep(5)
@@ -446,6 +452,63 @@ def out_act_report(channel: str = 'awgn') -> dict:
     return doc
 
 
+def precision_report(channel: str = 'awgn', zoo_systems=('kd-semnoma-cifar10-awgn', 'semnoma-cifar10-awgn')) -> dict:
+    """bf16 against fp32 (issue 24): (1) training, the short study's scratch arm trained in bf16 vs the committed fp32
+    runs, same seeds, both scored in fp32 (t-interval over seed means beside the bootstrap); (2) evaluation, the same
+    weights (zoo systems) scored in bf16 vs fp32 with the same noise draws (bootstrap over the test pairs)."""
+    from kdd_semnoma import zoo
+    from kdd_semnoma.core import cpu_info, resolve_precision
+    global NPZ_DIR
+    keep = NPZ_DIR
+    try:
+        arms = {}
+        for prec in ('fp32', 'bf16'):
+            NPZ_DIR = RESULTS / study_name('short', 'sigmoid', prec); arms[prec] = load_arm(channel, 'scratch')
+    finally:
+        NPZ_DIR = keep
+    res, records, summary = {'snr_db': list(SNRS)}, [], []
+    if arms['bf16'] is not None:
+        for m in ('psnr', 'ssim'):
+            a, b, common = pair_by_seed(arms['bf16'], arms['fp32'], m)
+            boot = [bootstrap_mean(a[:, i], b[:, i]) for i in range(len(SNRS))]
+            tint = [t_interval((a[:, i] - b[:, i]).mean((1, 2))) for i in range(len(SNRS))]
+            res[f'train_diff_{m}'] = [x[0] for x in boot]
+            res[f'train_diff_{m}_ci95_boot'] = [[x[1], x[2]] for x in boot]; res[f'train_diff_{m}_ci95_t'] = [[t[1], t[2]] for t in tint]
+            records += [dict(snr_db=s, user=-1, metric=f'train_diff_{m}', value=x[0], n=a.shape[2], n_seeds=len(common),
+                             ci95_boot=[x[1], x[2]], ci95_t=[t[1], t[2]]) for s, x, t in zip(SNRS, boot, tint)]
+        res['train_seeds'] = common
+        worst = max(max(abs(lo), abs(hi)) for lo, hi in res['train_diff_psnr_ci95_t'])
+        summary.append(f"training, scratch arm, {len(common)} paired seeds: bf16 − fp32 PSNR "
+                       + ' / '.join(f'{v:+.3f}' for v in res['train_diff_psnr']) + f" dB at {' / '.join(f'{s:g}' for s in SNRS)} dB; "
+                       f"95 % t-intervals within ±{worst:.3f} dB (goal |Δ| ≤ 0.05 dB)")
+    x = test_groups()
+    for name in zoo_systems:
+        model = zoo.load(name).eval()
+        sc = {p: per_image_scores(model, x, precision=p) for p in ('fp32', 'bf16')}
+        for m in ('psnr', 'ssim'):
+            rows = [bootstrap_mean(sc['bf16'][m][None, i], sc['fp32'][m][None, i]) for i in range(len(SNRS))]
+            res[f'eval_diff_{m}_{name}'] = [r[0] for r in rows]; res[f'eval_diff_{m}_{name}_ci95_boot'] = [[r[1], r[2]] for r in rows]
+            records += [dict(snr_db=s, user=-1, metric=f'eval_diff_{m}_{name}', value=r[0], n=x.shape[0], ci95_boot=[r[1], r[2]])
+                        for s, r in zip(SNRS, rows)]
+        summary.append(f"evaluation of the same weights ({name}): bf16 − fp32 PSNR "
+                       + ' / '.join(f'{v:+.4f}' for v in res[f'eval_diff_psnr_{name}']) + ' dB (goal ≤ 0.02 dB)')
+    from kdd_semnoma.metrics import make_results
+    doc = make_results(
+        f'precision_cifar10_{channel}', records, seed=None,
+        data='cifar10-npz; evaluated on the 466 pixel-exact CIFAR-10 test pairs (K = 2)',
+        description='bf16 autocast against fp32 on cpu-small (issue 24). Training: the short KD study\'s SemNOMA-from-scratch '
+                    f'arm (budget {BUDGETS["short"]}) trained with precision bf16 vs the committed fp32 runs, same seeds, data, '
+                    'optimiser and steps, both scored in fp32; diff = bf16 − fp32 paired by seed and test pair, 95 % t-interval over '
+                    'the seed means (ci95_t) beside the hierarchical bootstrap (ci95_boot). Evaluation: the same zoo weights scored '
+                    'with bf16 and fp32 autocast, identical noise draws; bootstrap over test pairs.',
+        config=dict(channel=channel, budget=BUDGETS['short'], snr_db=list(SNRS), zoo_systems=list(zoo_systems),
+                    auto_precision_here=resolve_precision('auto', 'cpu'), **cpu_info()),
+        command='KDD_SEMNOMA_DATA=../shared/data python bench/kd_study.py all --channels awgn --no_extras --no_oma '
+                '--precision bf16 ... (scratch arm); python bench/kd_study.py precision')
+    doc['results'] = res; doc['summary'] = summary
+    return doc
+
+
 def npz_path_for(out_act: str, channel: str, arm: str, seed: int) -> Path:
     "The npz of one run of the short study with decoders ending in `out_act`."
     return RESULTS / study_name('short', out_act) / channel / ('teacher.npz' if arm == 'teacher' else f'{arm}-s{seed}.npz')
@@ -476,8 +539,11 @@ def main(argv=None):
     for s in (r, a): s.add_argument('--runs', default=None, help='checkpoint folder (default: $KDD_SEMNOMA_HOME/runs/kd_study[_long])')
     rep = sub.add_parser('report', help='results JSON from results/kd_study[_long]/*.npz')
     sub.add_parser('outact', help="issue 28: sigmoid vs the reference's raw output -> results/out_act_cifar10_awgn.json")
+    sub.add_parser('precision', help='issue 24: bf16 vs fp32 training and evaluation -> results/precision_cifar10_awgn.json')
     for s in (r, a, rep): s.add_argument('--budget', default='short', choices=sorted(BUDGETS),
                                          help="'short' (2000 T / 1000 S, committed) or 'long' (6000 T / 9000 S)")
+    for s in (r, a, rep): s.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'],
+                                         help="training precision of the study's runs (bf16: results/kd_study_bf16/; scores fp32)")
     for s in (r, a, rep): s.add_argument('--out_act', default='sigmoid', choices=['sigmoid', 'none'],
                                          help="decoder output activation of the study's runs (none: the reference's raw conv; "
                                               "its own folder, results/kd_study_outact-none/)")
@@ -487,7 +553,12 @@ def main(argv=None):
         doc = out_act_report('awgn'); out = save_results(doc, RESULTS / 'out_act_cifar10_awgn.json')
         for line in doc['summary']: print(line)
         print(f'-> {out}'); return out
-    select_budget(args.budget, args.out_act)
+    if args.cmd == 'precision':
+        from kdd_semnoma.metrics import save_results
+        doc = precision_report('awgn'); out = save_results(doc, RESULTS / 'precision_cifar10_awgn.json')
+        for line in doc['summary']: print(line)
+        print(f'-> {out}'); return out
+    select_budget(args.budget, args.out_act, args.precision)
     if args.cmd == 'report': return report(args)
     from kdd_semnoma.core import runs_path
     args.runs = Path(args.runs) if args.runs else runs_path() / study_name()

@@ -59,10 +59,11 @@ def _encoder_forward(self, x: Tensor, side: Tensor, *, users=None) -> Tensor:  #
 
 def _decoder_forward(self, y: Tensor, side: Tensor):
     "The kit decoder's sequence without the channels-last conversion."
-    from kdd_semnoma.deepjscc import DecoderOutput
+    from kdd_semnoma.deepjscc import DecoderOutput, out_activation
     f = self.head(y.contiguous()); seq = [f]
     for j in range(1, len(self.seq_names)): f = self._element(j, f, side); seq.append(f)
-    return DecoderOutput(torch.sigmoid(self.out(f)), [seq[4 * i + 3] for i in range(self.n_stages)], seq)
+    # the reference ends in the raw conv (out_act 'none'); this formulation follows the kit model's out_act, same function
+    return DecoderOutput(out_activation(self.out(f), self.cfg.out_act), [seq[4 * i + 3] for i in range(self.n_stages)], seq)
 
 
 def _semnoma_decode(self, rx: Tensor, side: Tensor) -> tuple:
