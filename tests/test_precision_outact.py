@@ -109,3 +109,11 @@ def test_cli_out_act_none_trains_teacher_and_student(tmp_path):
               str(t / "best.pt"), "--out_dir", str(tmp_path / "s"), "--device", "cpu", "--quiet"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert read_checkpoint(tmp_path / "s" / "last.pt")["config"]["out_act"] == "none"
+    ev = tmp_path / "ev.py"; ev.write_text("import sys; from kdd_semnoma.evaluate import kdd_eval; sys.exit(kdd_eval())")
+    r = subprocess.run([sys.executable, str(ev), "--checkpoint", str(tmp_path / "s" / "last.pt"), "--data", "tiles", "--snrs", "0,20",
+                        "--max_groups", "4", "--precision", "bf16", "--classifier", "none", "--out", str(tmp_path / "ev.json")],
+                       capture_output=True, text=True, timeout=300, env=dict(os.environ, KDD_SEMNOMA_HOME=str(tmp_path / "home")))
+    assert r.returncode == 0, r.stderr
+    import json
+    doc = json.loads((tmp_path / "ev.json").read_text())
+    assert doc["config"]["precision"] == "bf16" and 0 < doc["results"]["psnr"][0] < 60
