@@ -140,12 +140,13 @@ def main(argv=None):
     p.add_argument('--json', default=None, help='also write all rows (raw) to this JSON file')
     p.add_argument('--results', default=None, help='write the results file (kit schema, command inside) here')
     p.add_argument('--profile', default=None, help='only profile the kit\'s training step (paper preset, K=2) and write the op table here')
+    p.add_argument('--profile_bf16', action='store_true', help='profile the step under CPU bf16 autocast')
     p.add_argument('--one', default=None, help=argparse.SUPPRESS)
     p.add_argument('--mem', default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.one is not None: print('RESULT ' + json.dumps(run_one(json.loads(a.one)))); return
     if a.mem is not None: print('RESULT ' + json.dumps(mem_one(json.loads(a.mem)))); return
-    if a.profile: return profile_kit(a.profile, a.threads, a.batch)
+    if a.profile: return profile_kit(a.profile, a.threads, a.batch, bf16=a.profile_bf16)
     if a.quick: a.steps, a.warmup = 2, 1
     import torch
     devices = [d for d in a.devices.split(',') if d == 'cpu' or torch.cuda.is_available()]
@@ -192,26 +193,50 @@ def main(argv=None):
     if a.results: write_results(rows, a, peak)
 
 
-def profile_kit(path: str, threads: int, batch: int, preset: str = 'paper', users: int = 2) -> None:
-    "torch.profiler table (self CPU time) of two training steps of the kit's path, after two warm-up steps."
+def dtype_census(step) -> str:
+    "Which aten ops of one call of `step` compute in which dtype (first tensor output), as table lines: what stays fp32 under bf16."
+    import collections
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    counts = collections.Counter()
+    class Census(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            t = next((o for o in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(o, torch.Tensor)), None)
+            if t is not None: counts[(str(func.overloadpacket.__name__), str(t.dtype).replace('torch.', ''))] += 1
+            return out
+    with Census(): step()
+    heavy = ('convolution', 'mm', 'addmm', 'bmm', 'linear', 'matmul', 'native_layer_norm', 'gelu', 'mul', 'add', 'sigmoid')
+    rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    lines = ['# dtype census of one training step (aten op, dtype of its first output: calls); heavy ops first']
+    lines += [f'#   {op:34} {dt:10} {n:6d}' for (op, dt), n in rows if any(op.startswith(h) for h in heavy)]
+    lines += [f'#   {op:34} {dt:10} {n:6d}' for (op, dt), n in rows if not any(op.startswith(h) for h in heavy)][:40]
+    return '\n'.join(lines) + '\n'
+
+
+def profile_kit(path: str, threads: int, batch: int, preset: str = 'paper', users: int = 2, bf16: bool = False) -> None:
+    "torch.profiler table (self CPU time) of two training steps of the kit's path, after two warm-up steps (bf16: autocast)."
     import torch
     from torch.profiler import profile, ProfilerActivity
     torch.set_num_threads(threads)
     spec = dict(device='cpu', preset=preset, users=users, batch=batch)
-    model, opt, fwd, amp = _build(spec, dict(impl='kit', bf16=False, compile=False))
+    model, opt, fwd, amp = _build(spec, dict(impl='kit', bf16=bf16, compile=False))
     from kdd_semnoma.core import make_generator
     from kdd_semnoma.channel import sample_snr_db
     g = make_generator(0); x = torch.rand(batch, users, 3, 32, 32, generator=g)
     def step():
-        out = fwd(x, sample_snr_db(batch, 0., 20., generator=g), generator=g)
-        loss = (out.x_hat - x).abs().mean(); opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        with amp(): out = fwd(x, sample_snr_db(batch, 0., 20., generator=g), generator=g)
+        loss = (out.x_hat.float() - x).abs().mean(); opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     for _ in range(2): step()
+    census = dtype_census(step)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(2): step()
     table = prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=30)
+    from kdd_semnoma.core import cpu_info
     head = (f"# torch.profiler: 2 training steps of the kit's path, {preset} preset, K={users}, batch {batch} groups, "
-            f"{threads} threads, torch {torch.__version__}\n# command: python bench/train_speed.py " + ' '.join(sys.argv[1:]) + "\n")
-    with open(path, 'w') as f: f.write(head + table + '\n')
+            f"{threads} threads, {'bf16 autocast' if bf16 else 'fp32'}, torch {torch.__version__}\n# cpu: {cpu_info()}\n"
+            "# command: python bench/train_speed.py " + ' '.join(sys.argv[1:]) + "\n")
+    with open(path, 'w') as f: f.write(head + census + table + '\n')
     print(head + table); print(f"-> {path}")
 
 
