@@ -423,6 +423,8 @@ def out_act_report(channel: str = 'awgn') -> dict:
             res[f'{key}_ci95_boot'] = [[x[1], x[2]] for x in boot]; res[f'{key}_ci95_t'] = [[t[1], t[2]] for t in tint]
             records += [dict(snr_db=s, user=-1, metric=key, value=x[0], n=a.shape[2], n_seeds=len(common), ci95_boot=[x[1], x[2]],
                              ci95_t=[t[1], t[2]]) for s, x, t in zip(SNRS, boot, tint)]
+            m_all = t_interval((a - b).mean((1, 2, 3)))                 # per seed: mean over SNRs, pairs and users
+            res[f'{key}_all_snr'] = m_all[0]; res[f'{key}_all_snr_ci95_t'] = [m_all[1], m_all[2]]
         outside = [z for z in arms['none'][arm]['meta']]          # recorded per run in the npz, read again below
         fr = np.stack([np.load(npz_path_for('none', channel, arm, mm['seed']))['outside'] for mm in outside])   # (S, n_snr)
         res[f'outside_{arm}_none'] = fr.mean(0).tolist()

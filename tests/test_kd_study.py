@@ -131,3 +131,19 @@ def test_out_act_none_study_keeps_its_own_files_and_trains_raw_decoders(tmp_path
     finally:
         ks.select_budget('short')
     assert ks.study_name() == 'kd_study' and ks.train_config_for('awgn', 'kd', 1, ks.BUDGET).output_act == 'sigmoid'
+
+
+def test_committed_out_act_results_are_what_outact_computes():
+    "results/out_act_cifar10_awgn.json (issue 28) is what `kd_study.py outact` computes from the committed npz files."
+    committed = json.loads((ROOT / 'results' / 'out_act_cifar10_awgn.json').read_text())
+    doc = json.loads(json.dumps(ks.out_act_report('awgn'), default=float))
+    for k, v in committed['results'].items():
+        assert np.allclose(np.array(doc['results'][k], dtype=float), np.array(v, dtype=float), atol=1e-9, equal_nan=True), k
+    assert committed['summary'] == doc['summary'] and committed['config']['paired_seeds'] == doc['config']['paired_seeds']
+    assert all(len(s) == 3 for a, s in committed['config']['paired_seeds'].items() if a != 'teacher')   # >= 3 seeds per student arm
+
+
+def test_t_interval_is_wider_than_the_spread_suggests_with_few_seeds():
+    m, lo, hi = ks.t_interval(np.array([1.0, 2.0, 3.0]))
+    assert m == 2.0 and abs((hi - lo) / 2 - 4.303 * 1.0 / np.sqrt(3)) < 1e-3      # t(0.975, 2) = 4.303
+    assert np.isnan(ks.t_interval(np.array([1.0]))[1])
