@@ -7,7 +7,7 @@ accuracy and fid/kid_cifarnet (the kit's CIFAR-10 classifier, 08_metrics), writt
 1. decode CIFAR-10 training groups with the student at SNR ~ U[snr_low, snr_high] dB (seeded) -> CGAN training pairs;
 2. train the CGAN on those pairs (once, for every test SNR);
 3. decode the pixel-exact test pairs at each --snrs dB (10_evaluate.reconstruct seeding);
-4. measure: the decoded images ("before"), the CGAN, and diffusion refinement at every --t0s (DDIM, --steps).
+4. measure: the decoded images ("before"), the CGAN, and diffusion refinement at every --t0s (DDIM, exactly --steps model calls).
 
     KDD_SEMNOMA_DATA=/path/to/data python bench/refiners_semnoma.py      # zoo KD-SemNOMA, 0/5/10 dB, ~25 min on 2 cores
 """
@@ -46,7 +46,7 @@ def main(argv=None) -> dict:
     p.add_argument('--n_test_groups', type=int, default=0, help='0 = all test groups')
     p.add_argument('--cgan_steps', type=int, default=1500); p.add_argument('--batch_size', type=int, default=32)
     p.add_argument('--t0s', default='25,50,100,200'); p.add_argument('--eta', type=float, default=0.)
-    p.add_argument('--steps', type=int, default=10, help='DDIM reverse steps')
+    p.add_argument('--steps', type=int, default=10, help='DDIM model calls per refinement (exactly; at most t0 + 1)')
     p.add_argument('--seed', type=int, default=0); p.add_argument('--device', default=None)
     p.add_argument('--out', default='results/refiners_semnoma_cifar10_cpu.json')
     a = p.parse_args(argv)
@@ -63,7 +63,7 @@ def run(a) -> dict:
     from kdd_semnoma.evaluate import reconstruct, load_for_eval
     from kdd_semnoma.quickstart import test_groups
     from kdd_semnoma.cgan import CGANConfig, train_cgan, apply_cgan, evaluate_refiner, cgan_results
-    from kdd_semnoma.diffusion import load_prior, refine
+    from kdd_semnoma.diffusion import load_prior, refine, prior_dir, sigma_at
     from kdd_semnoma.metrics import save_results, semantic_metric_fn, semantic_conventions
     from kdd_semnoma import zoo
     t_start, device = time.time(), default_device(a.device)
@@ -82,11 +82,11 @@ def run(a) -> dict:
     clf = None if a.classifier.lower() == 'none' else zoo.load(a.classifier, device=device)
     cifar = a.data in ('cifar10-npz', 'cifar10')                                  # class labels mean something only there
     sem_fn = semantic_metric_fn(clf, labels.flatten() if cifar else None, seed=a.seed) if clf is not None else None
-    pr = load_prior(a.prior, device=device)
+    pr = load_prior(prior_dir(a.prior), device=device)
     t0s, snrs, recs = [int(t) for t in a.t0s.split(',')], snr_grid(a.snrs), []
     def diff(t, snr):
         g = make_generator(a.seed * 1000 + t + int(snr * 10) * 7919, device)
-        return lambda z: torch.cat([refine(z[i:i + 128].to(device), pr.unet, pr.scheduler, t0=t, steps=min(a.steps, t), eta=a.eta,
+        return lambda z: torch.cat([refine(z[i:i + 128].to(device), pr.unet, pr.scheduler, t0=t, calls=min(a.steps, t + 1), eta=a.eta,
                                            generator=g).cpu() for i in range(0, len(z), 128)])
     for snr in snrs:
         xh, x = reconstruct(model, test, snr, seed=a.seed)                          # (N, K, 3, H, W)
@@ -98,10 +98,12 @@ def run(a) -> dict:
                        description=f"CGAN and diffusion refinement of KD-SemNOMA ({a.checkpoint}) reconstructions at "
                                    f"{', '.join(f'{s:g}' for s in snrs)} dB AWGN; CGAN trained {a.cgan_steps} steps on {len(x_tr)} decoded "
                                    f"training images (SNR ~ U[{a.snr_low:g}, {a.snr_high:g}] dB); diffusion: prior {Path(a.prior).name}, "
-                                   f"DDIM {a.steps} steps, eta {a.eta:g}",
+                                   f"DDIM {a.steps} model calls, eta {a.eta:g}",
                        config=dict(checkpoint=str(a.checkpoint), train_config=ck.get('train_config'), cgan=asdict(cfg),
                                    cgan_steps=a.cgan_steps, cgan_train_s=round(cgan_s, 1), prior=Path(a.prior).name,
-                                   prior_meta=pr.meta, t0s=t0s, eta=a.eta, steps=a.steps, snrs_db=snrs, device=str(device),
+                                   prior_meta=pr.meta, t0s=t0s, eta=a.eta, steps=a.steps,
+                                   sigmas=[sigma_at(pr.scheduler, t) for t in t0s],
+                                   alpha_bars=[float(pr.scheduler.alphas_cumprod[t]) for t in t0s], snrs_db=snrs, device=str(device),
                                    classifier=a.classifier, wall_minutes=round((time.time() - t_start) / 60, 1)),
                        data=f"{a.data}: {len(test)} fixed test groups ({len(test) * model.n_users} images), labels from the test file")
     if sem_fn is not None:

@@ -4,8 +4,8 @@
 
 # %% ../nbs/12_diffusion.ipynb #e8298117
 from __future__ import annotations
-import json, math, os, shlex, shutil, sys
-from dataclasses import dataclass
+import json, math, os, shlex, shutil, sys, zlib
+from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Callable, NamedTuple
 import numpy as np
@@ -20,13 +20,16 @@ from .metrics import save_results, make_results, refinement_scores
 from .evaluate import reconstruct, load_for_eval
 from .semnoma import read_checkpoint
 from .data import default_data
+from .zoo import ZOO_PREFIX, zoo_dir, read_manifest, sha256_file
 
 # %% auto #0
-__all__ = ['PRIOR_PRESETS', 'SCHEDULERS', 'error_to_noise_db', 'plot_contraction', 'to_model', 'from_model', 'diffuse',
-           'PriorConfig', 'make_unet', 'make_scheduler', 'refine_timesteps', 'check_refine_args', 'refine',
-           'RefineConfig', 'refine_with', 'Prior', 'load_prior', 'atomic_dir', 'save_prior', 'as_image_tensor',
-           'as_unit_float', 'degrade', 'refine_sweep', 'refine_results', 'plot_sweep', 'plot_tradeoff',
-           'load_npz_images', 'decode_checkpoint', 'load_refine_inputs', 'run_refine', 'kdd_refine']
+__all__ = ['PRIOR_PRESETS', 'SCHEDULERS', 'REFERENCE_SETTING', 'NO_REFINEMENT', 'SETTING_FIELDS', 'error_to_noise_db',
+           'plot_contraction', 'to_model', 'from_model', 'diffuse', 'PriorConfig', 'make_unet', 'make_scheduler',
+           'sigma_at', 't_for_sigma', 'refine_timesteps', 'check_refine_args', 'ddim_step', 'start_step', 'refine',
+           'RefineConfig', 'refine_with', 'refine_settings', 'Prior', 'load_prior', 'atomic_dir', 'save_prior',
+           'as_image_tensor', 'as_unit_float', 'degrade', 'refine_generator', 'setting_key', 'resolve_settings',
+           'refine_batched', 'refine_sweep', 'refine_results', 'plot_sweep', 'plot_tradeoff', 'load_npz_images',
+           'decode_checkpoint', 'load_refine_inputs', 'prior_dir', 'to_uint8_nhwc', 'run_refine', 'kdd_refine']
 
 # %% ../nbs/12_diffusion.ipynb #e4895f8a
 def error_to_noise_db(scheduler,              # a diffusers DDPM/DDIM scheduler
@@ -130,17 +133,39 @@ def make_scheduler(kind: str = 'ddim', *, num_train_timesteps: int = 1000, beta_
     cls = DDIMScheduler if kind == 'ddim' else DDPMScheduler
     return cls(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule, **kwargs)
 
+# %% ../nbs/12_diffusion.ipynb #8e726d84
+def sigma_at(scheduler,                 # a diffusers DDPM/DDIM scheduler
+             t: int,                    # step in [0, T)
+            ) -> float:                 # sigma_t = sqrt((1 - abar_t) / abar_t), model space
+    "Noise level of step `t`: the noise std in $\\mathbf x_t/\\sqrt{\\bar\\alpha_t} = \\mathbf x_0 + \\sigma_t\\boldsymbol\\epsilon$."
+    ab = float(scheduler.alphas_cumprod[int(t)])
+    return math.sqrt((1 - ab) / ab)
+
+def t_for_sigma(scheduler,              # a diffusers DDPM/DDIM scheduler
+                sigma: float,           # noise level, model space; 0 maps to t = 0 (no refinement)
+               ) -> int:                # the step whose sigma_t is nearest
+    "The step of the scheduler's own schedule whose noise level is nearest `sigma`."
+    ab = scheduler.alphas_cumprod.double()                                      # (T,)
+    sig = ((1 - ab) / ab).sqrt()                                                # (T,) increasing in t
+    if not sigma >= 0: raise ValueError(f"sigma must be a noise level >= 0 (--sigmas), got {sigma!r}.")
+    if sigma > sig[-1]: raise ValueError(f"sigma={sigma:g} is above the prior's largest noise level {float(sig[-1]):.4g} "
+                                         f"(t = {len(sig) - 1}): lower it (--sigmas).")
+    return int((sig - sigma).abs().argmin())
+
 # %% ../nbs/12_diffusion.ipynb #63e1a056
-def refine_timesteps(scheduler, t0: int, steps: int) -> Tensor:  # (n,) decreasing timesteps, all <= t0
-    "Set the scheduler's inference grid for about `steps` steps below `t0` and return the grid points <= t0."
-    T = scheduler.config.num_train_timesteps
-    scheduler.set_timesteps(max(1, min(T, steps * T // t0)))
-    ts = scheduler.timesteps[scheduler.timesteps <= t0]
-    if len(ts) == 0: raise ValueError(f"no inference timestep <= t0={t0} (steps_offset={scheduler.config.steps_offset}): raise t0.")
-    return ts
+def refine_timesteps(t_start: int,      # the start step t0 >= 1
+                     calls: int,        # model evaluations, 1 <= calls <= t_start + 1
+                    ) -> Tensor:        # (calls,) strictly decreasing integer steps: t_start first, 0 last
+    "An evenly spaced integer grid of exactly `calls` steps from `t_start` down to 0 (each rounded to the nearest step)."
+    if not (isinstance(calls, (int, np.integer)) and 1 <= calls <= t_start + 1):
+        raise ValueError(f"calls must be an integer in [1, t0 + 1 = {t_start + 1}] (at most one model call per step), got {calls!r}: "
+                         "lower calls (--calls) or start higher (--sigmas / --t0s).")
+    if calls == 1: return torch.tensor([int(t_start)])
+    k = torch.arange(calls - 1, -1, -1)                                           # (calls,) calls-1 ... 0
+    return (2 * k * int(t_start) + calls - 1) // (2 * (calls - 1))               # round(k * t_start / (calls - 1))
 
 # %% ../nbs/12_diffusion.ipynb #4e2c8401
-def check_refine_args(x_hat: Tensor, unet, scheduler, t0: int, steps: int, eta: float) -> None:
+def check_refine_args(x_hat: Tensor, unet, scheduler, t0: int, calls: int, eta: float) -> None:
     "Raise a clear error for refinement arguments that cannot work together."
     from diffusers import DDIMScheduler, DDPMScheduler
     if not isinstance(scheduler, (DDIMScheduler, DDPMScheduler)):
@@ -149,11 +174,8 @@ def check_refine_args(x_hat: Tensor, unet, scheduler, t0: int, steps: int, eta: 
     T = scheduler.config.num_train_timesteps
     if not (isinstance(t0, (int, np.integer)) and 0 <= t0 < T):
         raise ValueError(f"t0 must be an integer in [0, {T - 1}] (the prior's num_train_timesteps={T}), got {t0!r}.")
-    if t0 > 0 and not (isinstance(steps, (int, np.integer)) and 1 <= steps <= t0):
-        raise ValueError(f"steps must be an integer in [1, t0={t0}] (at most one step per diffusion step), got {steps!r}.")
-    if isinstance(scheduler, DDPMScheduler) and eta != 0:
-        raise ValueError(f"eta={eta} applies to DDIM only: pass a DDIMScheduler, or eta=0 with DDPMScheduler.")
-    if eta < 0: raise ValueError(f"eta must be >= 0 (0: deterministic DDIM, 1: DDPM-like), got {eta}.")
+    if t0 > 0: refine_timesteps(int(t0), calls)                                   # checks 1 <= calls <= t0 + 1
+    if not eta >= 0: raise ValueError(f"eta must be >= 0 (0: deterministic DDIM, 1: DDPM-like; --etas), got {eta}.")
     if x_hat.ndim < 4 or not x_hat.is_floating_point(): raise ValueError(
         f"x_hat must be a float tensor (..., 3, H, W) in [0, 1]; got {x_hat.dtype} of shape {tuple(x_hat.shape)}.")
     size = unet.config.sample_size
@@ -166,46 +188,92 @@ def check_refine_args(x_hat: Tensor, unet, scheduler, t0: int, steps: int, eta: 
         raise ValueError(f"x_hat must lie in [0, 1] (got [{x_hat.min():.3f}, {x_hat.max():.3f}]): "
                          "refine takes images, not model-space tensors.")
 
+# %% ../nbs/12_diffusion.ipynb #2bb607a5
+def ddim_step(x: Tensor,                # (N, 3, H, W) x_t, model space
+              eps: Tensor,              # (N, 3, H, W) the prior's noise prediction at t
+              ab_t: float,              # alpha_bar at t
+              ab_prev: float,           # alpha_bar at the next grid point (1.0 after the last call)
+              *, eta: float = 0.0, generator: torch.Generator | None = None,
+             ) -> Tensor:               # (N, 3, H, W) x at the next grid point
+    "One DDIM step with $\\hat{\\mathbf x}_0$ clipped to [-1, 1] and the noise re-derived from it."
+    x0 = ((x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)).clamp(-1, 1)         # (N, 3, H, W)
+    eps = (x - math.sqrt(ab_t) * x0) / math.sqrt(1 - ab_t)                         # (N, 3, H, W)
+    s = eta * math.sqrt((1 - ab_prev) / (1 - ab_t)) * math.sqrt(1 - ab_t / ab_prev)
+    x_prev = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - s ** 2, 0.0)) * eps
+    if s == 0: return x_prev
+    z = torch.randn(x.shape, generator=generator, dtype=x.dtype,
+                    device=generator.device if generator is not None else x.device).to(x.device)
+    return x_prev + s * z
+
 # %% ../nbs/12_diffusion.ipynb #79119bef
+def start_step(scheduler, *, t0: int | None = None, sigma: float | None = None) -> int:  # the start step t0
+    "The start as a step: `t0` as given, or the step nearest noise level `sigma` on the scheduler's schedule."
+    if (t0 is None) == (sigma is None):
+        raise ValueError(f"give the start as exactly one of sigma= (a noise level, --sigmas) or t0= (a step, --t0s); "
+                         f"got t0={t0}, sigma={sigma}.")
+    return t0 if sigma is None else t_for_sigma(scheduler, sigma)
+
 @torch.inference_mode()
 def refine(x_hat: Tensor,               # (..., 3, H, W) reconstructions in [0, 1], e.g. (B, K, 3, H, W)
-           unet, scheduler,             # a diffusers UNet2DModel (epsilon prior) and DDIM/DDPM scheduler
-           *, t0: int,                  # start step: 0 returns x_hat unchanged, larger = more prior
-           steps: int,                  # about this many reverse steps from t0 to 0
-           eta: float = 0.0,            # DDIM stochasticity (DDIM only)
+           unet, scheduler,             # a diffusers UNet2DModel (epsilon prior) and its DDIM/DDPM scheduler (for alpha_bar)
+           *, t0: int | None = None,    # start step (0: x_hat unchanged) ...
+           sigma: float | None = None,  # ... or start noise level sqrt((1 - abar)/abar): the nearest step
+           calls: int,                  # model evaluations, evenly spaced from t0 down to 0
+           eta: float = 0.0,            # DDIM stochasticity: 0 deterministic, 1 DDPM-like
            generator: torch.Generator | None = None,
           ) -> Tensor:                  # (..., 3, H, W) refined images in [0, 1]
-    "DifFace-style refinement: diffuse `x_hat` to `t0` with the scheduler's noising, then run the prior's reverse steps to 0."
-    from diffusers import DDIMScheduler
-    check_refine_args(x_hat, unet, scheduler, t0, steps, eta)
+    "DifFace-style refinement: diffuse `x_hat` to the start with the scheduler's noising, then `calls` DDIM steps to 0."
+    t0 = start_step(scheduler, t0=t0, sigma=sigma)
+    check_refine_args(x_hat, unet, scheduler, t0, calls, eta)
     if t0 == 0: return x_hat.clone()
-    dev = model_device(unet)
-    x0 = x_hat.reshape(-1, *x_hat.shape[-3:]).to(dev, torch.float32)   # (N, 3, H, W)
-    ts = refine_timesteps(scheduler, int(t0), int(steps))               # (n,) decreasing, ts[0] <= t0
-    x = diffuse(x0, scheduler, int(ts[0]), generator=generator)         # x_{t_start} ~ q(. | x_hat), [-1, 1]
-    kw = dict(eta=eta) if isinstance(scheduler, DDIMScheduler) else {}
-    for t in ts:
-        eps = unet(x, t).sample                                          # (N, 3, H, W) noise prediction
-        x = scheduler.step(eps, t, x, generator=generator, **kw).prev_sample
+    dev, ab = model_device(unet), scheduler.alphas_cumprod.double()             # ab: (T,)
+    x0 = x_hat.reshape(-1, *x_hat.shape[-3:]).to(dev, torch.float32)           # (N, 3, H, W)
+    ts = refine_timesteps(int(t0), int(calls)).tolist()                        # calls steps: t0 ... 0
+    x = diffuse(x0, scheduler, int(t0), generator=generator)                   # x_t0 ~ q(. | x_hat), [-1, 1]
+    for i, t in enumerate(ts):
+        ab_prev = float(ab[ts[i + 1]]) if i + 1 < len(ts) else 1.0
+        eps = unet(x, t).sample                                                 # (N, 3, H, W) noise prediction
+        x = ddim_step(x, eps, float(ab[t]), ab_prev, eta=eta, generator=generator)
     return from_model(x).reshape(x_hat.shape).to(x_hat.device, x_hat.dtype)
 
 # %% ../nbs/12_diffusion.ipynb #b90241e5
 @dataclass(frozen=True)
 class RefineConfig:
-    "One refinement setting: start step, number of reverse steps, DDIM eta and scheduler kind."
-    t0: int = 100                # start step (0 = no refinement)
-    steps: int = 20              # reverse steps from t0 to 0 (capped at t0)
-    eta: float = 0.0             # DDIM stochasticity; must be 0 for 'ddpm'
-    scheduler: str = 'ddim'      # 'ddim' | 'ddpm'
+    "One refinement setting: the start (noise level `sigma` or step `t0`), the number of model calls and DDIM eta."
+    sigma: float | None = None   # start noise level sqrt((1 - abar)/abar), model space (the nearest step of the prior's schedule) ...
+    t0: int | None = None        # ... or the start step itself (0 = no refinement)
+    calls: int = 10              # model evaluations from the start down to t = 0, exactly
+    eta: float = 0.0             # DDIM stochasticity: 0 deterministic, 1 DDPM-like
 
     def __post_init__(self):
-        if self.scheduler not in SCHEDULERS: raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}.")
-        if self.scheduler == 'ddpm' and self.eta != 0: raise ValueError("eta applies to DDIM only: use scheduler='ddim' or eta=0.")
+        if (self.sigma is None) == (self.t0 is None):
+            raise ValueError("a RefineConfig needs exactly one of sigma= (a noise level, --sigmas) or t0= (a step, --t0s).")
+        if not (isinstance(self.calls, (int, np.integer)) and self.calls >= 1):
+            raise ValueError(f"calls must be an integer >= 1 (--calls), got {self.calls!r}.")
+        if not self.eta >= 0: raise ValueError(f"eta must be >= 0 (--etas), got {self.eta!r}.")
+
+    def resolve(self, scheduler) -> dict:  # {'t0', 'alpha_bar', 'sigma', 'calls', 'eta'}
+        "This setting on `scheduler`'s schedule: the start step, its alpha_bar and noise level, calls and eta."
+        t0 = start_step(scheduler, t0=self.t0, sigma=self.sigma)
+        if t0 == 0: return dict(t0=0, alpha_bar=1.0, sigma=0.0, calls=0, eta=0.0)        # no refinement
+        refine_timesteps(int(t0), self.calls)                                              # calls fit below t0
+        return dict(t0=int(t0), alpha_bar=float(scheduler.alphas_cumprod[t0]), sigma=sigma_at(scheduler, t0),
+                    calls=int(self.calls), eta=float(self.eta))
+
+REFERENCE_SETTING = RefineConfig(sigma=0.075, calls=10, eta=0.5)   # the reference: cosine t = 40 of 1000, DDIM eta 0.5, 10 calls
+NO_REFINEMENT = RefineConfig(t0=0)                                  # the 'before' row of every sweep
 
 def refine_with(x_hat: Tensor, unet, scheduler, cfg: RefineConfig, *, generator: torch.Generator | None = None) -> Tensor:
-    "`refine` with the knobs of a `RefineConfig` (the scheduler is converted to `cfg.scheduler`'s class)."
-    sch = type(make_scheduler(cfg.scheduler)).from_config(scheduler.config)
-    return refine(x_hat, unet, sch, t0=cfg.t0, steps=min(cfg.steps, cfg.t0) if cfg.t0 else 1, eta=cfg.eta, generator=generator)
+    "`refine` with the knobs of a `RefineConfig`."
+    return refine(x_hat, unet, scheduler, t0=cfg.t0, sigma=cfg.sigma, calls=cfg.calls, eta=cfg.eta, generator=generator)
+
+def refine_settings(*, sigmas=(), t0s=(), calls=(10,), etas=(0.0,),
+                    reference: bool = False,   # also the REFERENCE_SETTING arm
+                   ) -> list:                  # [RefineConfig], starts (sigmas, then t0s) x calls x etas
+    "Every combination of the given starts, calls and etas (plus the reference's setting if asked)."
+    out = [RefineConfig(sigma=float(s), calls=int(c), eta=float(e)) for s in sigmas for c in calls for e in etas]
+    out += [RefineConfig(t0=int(t), calls=int(c), eta=float(e)) for t in t0s for c in calls for e in etas]
+    return out + [REFERENCE_SETTING] * (reference and REFERENCE_SETTING not in out)
 
 # %% ../nbs/12_diffusion.ipynb #933d5d0f
 class Prior(NamedTuple):
@@ -303,64 +371,101 @@ def degrade(x: Tensor,                 # (..., 3, H, W) images in [0, 1]
     return x.clamp(0, 1).reshape(shape)
 
 # %% ../nbs/12_diffusion.ipynb #7fdcf0f1
+def refine_generator(seed: int, setting: dict, device=None) -> torch.Generator:
+    "The generator of one resolved setting: seeded from `seed` and the setting's (t0, calls, eta), not its list position."
+    return make_generator(zlib.crc32(f"{seed}|{setting['t0']}|{setting['calls']}|{setting['eta']:g}".encode()), device)
+
+def setting_key(setting: dict) -> str:
+    "The name of a resolved setting in npz files and tables, e.g. 't0=40,sigma=0.0755,calls=10,eta=0.5'."
+    return f"t0={setting['t0']},sigma={setting['sigma']:.4g},calls={setting['calls']},eta={setting['eta']:g}"
+
+def resolve_settings(scheduler, settings: list) -> list:  # [{'t0', 'alpha_bar', 'sigma', 'calls', 'eta'}], no duplicates
+    "Resolve `RefineConfig`s on `scheduler`'s schedule, dropping settings that land on the same (t0, calls, eta)."
+    out = {}
+    for s in settings:
+        r = s.resolve(scheduler); out.setdefault((r['t0'], r['calls'], r['eta']), r)
+    return list(out.values())
+
+def refine_batched(x_hat: Tensor,       # (N, 3, H, W) inputs in [0, 1]
+                   unet, scheduler, setting: dict,   # a resolved setting (RefineConfig.resolve)
+                   *, seed: int = 0, batch_size: int = 64,
+                  ) -> Tensor:          # (N, 3, H, W) refined images on the CPU
+    "Refine `x_hat` in batches at one setting with its `refine_generator`: the images a sweep scores and a run saves."
+    g = refine_generator(seed, setting, model_device(unet))
+    kw = dict(t0=setting['t0'], calls=max(1, setting['calls']), eta=setting['eta'], generator=g)
+    return torch.cat([refine(x_hat[j:j + batch_size], unet, scheduler, **kw).cpu() for j in range(0, len(x_hat), batch_size)])
+
+# %% ../nbs/12_diffusion.ipynb #3cb26e3a
 def refine_sweep(x_hat: Tensor,               # (N, 3, H, W) or (B, K, 3, H, W) inputs in [0, 1]
                  x: Tensor,                   # same shape: clean references
-                 unet, scheduler, *, t0s: list, etas: list = (0.0,), steps: int = 20,
+                 unet, scheduler, *, settings: list,   # [RefineConfig] (refine_settings); the no-refinement row comes first
                  batch_size: int = 64, seed: int = 0, lpips_fn: Callable | None = None, fid_fn: Callable | None = None,
                  semantic_fn: Callable | None = None,   # metrics.semantic_metric_fn(classifier, labels)
                  show_progress: bool = True,
-                ) -> list:                    # records [{'t0', 'eta', 'metric', 'value', 'n'}]
-    "Refine `x_hat` at every (t0, eta) and measure against `x`; t0 = 0 is the unrefined input."
+                 images: dict | None = None,  # if given, filled with {setting_key: (N, 3, H, W) refined images}
+                ) -> list:                    # records [{'t0', 'alpha_bar', 'sigma', 'calls', 'eta', 'metric', 'value', 'n'}]
+    "Refine `x_hat` at every setting and measure against `x`; the t0 = 0 row is the unrefined input."
     if x_hat.shape != x.shape: raise ValueError(f"x_hat {tuple(x_hat.shape)} and x {tuple(x.shape)} must have the same shape.")
-    xh = x_hat.reshape(-1, *x.shape[-3:]); n = len(xh)
-    settings = [(0, 0.0)] + [(int(t), float(e)) for t in t0s if t > 0 for e in etas]
+    xh, xr = x_hat.reshape(-1, *x.shape[-3:]), x.reshape(-1, *x.shape[-3:]).cpu()   # (N, 3, H, W)
     records = []
-    for i, (t0, eta) in enumerate(tqdm(settings, disable=not show_progress)):
-        g = make_generator(seed * 1000 + i, model_device(unet))
-        out = torch.cat([refine(xh[j:j + batch_size], unet, scheduler, t0=t0, steps=min(steps, t0) if t0 else 1,
-                                eta=eta, generator=g).cpu() for j in range(0, n, batch_size)])   # (N, 3, H, W)
-        for m, v in refinement_scores(out, x.cpu(), lpips_fn, fid_fn, semantic_fn).items():
-            records.append(dict(t0=t0, eta=eta, metric=m, value=v, n=n, steps=min(steps, t0)))
+    for s in tqdm(resolve_settings(scheduler, [NO_REFINEMENT, *settings]), disable=not show_progress):
+        out = refine_batched(xh, unet, scheduler, s, seed=seed, batch_size=batch_size)   # (N, 3, H, W)
+        if images is not None: images[setting_key(s)] = out
+        for m, v in refinement_scores(out, xr, lpips_fn, fid_fn, semantic_fn).items():
+            records.append(dict(**s, metric=m, value=v, n=len(xh)))
     return records
 
 # %% ../nbs/12_diffusion.ipynb #52b2cb0f
+SETTING_FIELDS = ('t0', 'alpha_bar', 'sigma', 'calls', 'eta')
+
 def refine_results(records: list, *, name: str, description: str, config: dict, seed: int, data: str,
                    lpips_note: str | None = None, **extra) -> dict:  # results dict in the kit's schema (extra: command=...)
     "Turn `refine_sweep` records into the common results-JSON dict."
-    keys = sorted({(r['t0'], r['eta']) for r in records})
+    keys = sorted({tuple(r[f] for f in SETTING_FIELDS) for r in records}, key=lambda k: (k[0], k[3], k[4]))
     metrics = sorted({r['metric'] for r in records})
-    val = {(r['t0'], r['eta'], r['metric']): r['value'] for r in records}
-    res = {'t0': [k[0] for k in keys], 'eta': [k[1] for k in keys]}
-    for m in metrics: res[m] = [val.get((*k, m)) for k in keys]
+    val = {(r['t0'], r['calls'], r['eta'], r['metric']): r['value'] for r in records}
+    res = {f: [k[i] for k in keys] for i, f in enumerate(SETTING_FIELDS)}
+    for m in metrics: res[m] = [val.get((k[0], k[3], k[4], m)) for k in keys]
     conv = {'psnr': 'mean of per-image PSNR, data_range=1, no 8-bit rounding', 'images': '[0, 1] float',
-            'before': 't0 = 0 rows are the unrefined inputs',
+            'before': 't0 = 0 rows (sigma = 0, calls = 0) are the unrefined inputs',
+            'sigma': 'start noise level sqrt((1 - alpha_bar)/alpha_bar): the noise std of x_t/sqrt(alpha_bar) = x0 + sigma*eps '
+                     'in model space [-1, 1]; t0 is its step on the prior\'s own schedule, alpha_bar = alphas_cumprod[t0]',
+            'sampler': 'DDIM with eta, exactly `calls` model evaluations at integer steps evenly spaced from t0 to 0, '
+                       'x0 clipped to [-1, 1] every step, no mixing with the input',
             'hf_energy_ratio': 'Laplacian energy of output / reference (weight-free sharpness hint, not perceptual)',
             'lpips_fid': lpips_note or ('reported' if {'lpips', 'fid'} & set(metrics) else
                                         'not reported: LPIPS/FID backbone weights were not available in this run')}
     return make_results(name, records, description=description, config=config, seed=seed, data=data,
                         conventions=conv, results=res, **extra)
 
+def _lines(records: list) -> dict:  # {(eta, calls): [records]} of the refined rows
+    "Group the refined records (t0 > 0) by (eta, calls)."
+    out = {}
+    for r in records:
+        if r['t0'] > 0: out.setdefault((r['eta'], r['calls']), []).append(r)
+    return dict(sorted(out.items()))
+
 def plot_sweep(records: list, metric: str = 'psnr', ax=None, **kwargs):
-    "Plot `metric` vs t0, one line per eta, with the unrefined value as a dashed line; returns `ax`."
+    "Plot `metric` vs the start's noise level sigma, one line per (eta, calls), the unrefined value dashed; returns `ax`."
     if ax is None: _, ax = plt.subplots(figsize=kwargs.pop('figsize', (4, 3)))
     rs = [r for r in records if r['metric'] == metric]
     base = [r['value'] for r in rs if r['t0'] == 0]
-    for eta in sorted({r['eta'] for r in rs if r['t0'] > 0}):
-        pts = sorted((r['t0'], r['value']) for r in rs if r['t0'] > 0 and r['eta'] == eta)
-        ax.plot(*zip(*pts), marker='o', label=f'eta={eta:g}', **kwargs)
+    for (eta, calls), group in _lines(rs).items():
+        ax.plot(*zip(*sorted((r['sigma'], r['value']) for r in group)), marker='o', label=f'eta={eta:g}, {calls} calls', **kwargs)
     if base: ax.axhline(base[0], color='k', ls='--', lw=0.8, label='before')
-    ax.set_xlabel('$t_0$'); ax.set_ylabel(metric); ax.legend(fontsize=8)
+    ax.set_xscale('log'); ax.set_xlabel(r'start noise level $\sigma$'); ax.set_ylabel(metric); ax.legend(fontsize=8)
     return ax
 
 def plot_tradeoff(records: list, x: str = 'psnr', y: str = 'hf_energy_ratio', ax=None, **kwargs):
-    "Distortion (x) vs perception proxy (y) for every setting, labelled with t0; returns `ax`."
+    "Distortion (x) vs perception proxy (y) for every setting, labelled with sigma; returns `ax`."
     if ax is None: _, ax = plt.subplots(figsize=kwargs.pop('figsize', (4, 3)))
-    val = {(r['t0'], r['eta'], r['metric']): r['value'] for r in records}
-    for eta in sorted({r['eta'] for r in records}):
-        keys = sorted(k[:2] for k in val if k[1] == eta and k[2] == x and (k[0], eta, y) in val)
-        if not keys: continue
-        ax.plot([val[(*k, x)] for k in keys], [val[(*k, y)] for k in keys], marker='o', label=f'eta={eta:g}', **kwargs)
-        for k in keys: ax.annotate(str(k[0]), (val[(*k, x)], val[(*k, y)]), fontsize=7)
+    val = {(r['sigma'], r['eta'], r['calls'], r['metric']): r['value'] for r in records}
+    for (eta, calls), group in _lines(records).items():
+        sig = sorted({r['sigma'] for r in group if (r['sigma'], eta, calls, x) in val and (r['sigma'], eta, calls, y) in val})
+        if not sig: continue
+        pts = [(val[(s, eta, calls, x)], val[(s, eta, calls, y)]) for s in sig]
+        ax.plot(*zip(*pts), marker='o', label=f'eta={eta:g}, {calls} calls', **kwargs)
+        for s, p in zip(sig, pts): ax.annotate(f'{s:.2g}', p, fontsize=7)
     ax.set_xlabel(x); ax.set_ylabel(y); ax.legend(fontsize=8)
     return ax
 
@@ -375,10 +480,10 @@ def load_npz_images(path: str | Path, key: str = 'images', n: int | None = None)
     return as_image_tensor(torch.from_numpy(arr))
 
 # %% ../nbs/12_diffusion.ipynb #318af59d
-def decode_checkpoint(ckpt: dict, *, snr_db: float = 10., data: str | None = None, data_path=None,
+def decode_checkpoint(ckpt: dict | str, *, snr_db: float = 10., data: str | None = None, data_path=None,
                       channel: str | None = None,   # test channel name; None = the checkpoint's own
                       max_groups: int | None = None, seed: int = 0, device=None) -> tuple:  # (x_hat, x) each (N*K, 3, H, W)
-    "Decode the fixed test grouping of `data` (None: the best present) at `snr_db` with the model a checkpoint holds."
+    "Decode the fixed test grouping of `data` (None: the best present) at `snr_db` with a checkpoint (dict, path or 'zoo:NAME')."
     data = data or default_data(data_path)
     _, model, test = load_for_eval(ckpt, data=data, data_path=data_path, seed=seed, device=device)
     xh, x = reconstruct(model, test, snr_db, channel=channel, seed=seed, max_groups=max_groups)   # (N, K, 3, H, W)
@@ -386,9 +491,10 @@ def decode_checkpoint(ckpt: dict, *, snr_db: float = 10., data: str | None = Non
 
 def load_refine_inputs(path: str | Path,
                        **decode_kw) -> tuple:  # (x_hat (N, 3, H, W) float, x (N, 3, H, W) float or None)
-    "Read reconstructions (and optional clean references) from an npz or .pt file, or decode them with a checkpoint."
+    "Read reconstructions (and optional clean references) from an npz or .pt file, or decode them with a checkpoint or zoo system."
+    if str(path).startswith(ZOO_PREFIX): return decode_checkpoint(str(path), **decode_kw)   # checksum verified
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"inputs {path} not found.")
+    if not path.exists(): raise FileNotFoundError(f"inputs {path} not found (--inputs takes a file or zoo:SYSTEM).")
     if path.suffix == '.npz':
         with np.load(path) as f:
             key = next((k for k in ('x_hat', 'images') if k in f), None)
@@ -403,48 +509,75 @@ def load_refine_inputs(path: str | Path,
     f = lambda t: None if t is None else as_unit_float(as_image_tensor(t.reshape(-1, *t.shape[-3:])))   # (N, 3, H, W)
     return f(xh), f(x)
 
-def run_refine(prior: str | Path, inputs: str | Path, *, t0s: list, etas: list, steps: int, out: str | Path,
-               results: str | Path | None = None, scheduler: str = 'ddim', degrade_inputs: bool = False,
+def prior_dir(spec: str | Path) -> Path:  # a diffusers-format prior folder
+    "The folder of a prior given as a path or as 'zoo:NAME' (the zoo's files checked against its SHA256SUMS)."
+    if not str(spec).startswith(ZOO_PREFIX): return Path(spec).expanduser()
+    name, root = str(spec)[len(ZOO_PREFIX):], zoo_dir()
+    if not (root / name / 'unet').is_dir():
+        raise FileNotFoundError(f"no prior {name!r} in the zoo ({root}): --prior takes one of "
+                                f"{sorted('zoo:' + p.parent.name for p in root.glob('*/unet'))} or a folder.")
+    sums = {rel: d for rel, d in read_manifest(root).items() if rel.startswith(name + '/')}
+    bad = [rel for rel, d in sums.items() if not (root / rel).is_file() or sha256_file(root / rel) != d]
+    if not sums or bad: raise ValueError(f"zoo prior {name} fails its checksums in {root / 'SHA256SUMS'} ({bad or 'not listed'}): "
+                                         "restore it with git checkout zoo/.")
+    return root / name
+
+def to_uint8_nhwc(x: Tensor) -> np.ndarray:  # (N, H, W, 3) uint8
+    "Images (N, 3, H, W) in [0, 1] as the shared npz layout."
+    return (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+# %% ../nbs/12_diffusion.ipynb #6ed8fa24
+def run_refine(prior: str | Path,            # prior folder or 'zoo:NAME'
+               inputs: str | Path,           # 'zoo:SYSTEM', checkpoint, .npz or .pt (load_refine_inputs)
+               *, settings: list,            # [RefineConfig] (refine_settings)
+               out: str | Path, results: str | Path | None = None, degrade_inputs: bool = False,
                batch_size: int = 64, seed: int = 0, device=None, show_progress: bool = True,
                snr_db: float = 10., data: str | None = None, data_path=None, max_groups: int | None = None,
                channel: str | None = None,    # checkpoint inputs: test channel name (None: the checkpoint's own)
                command: str | None = None,    # the command line, recorded in the results JSON
               ) -> dict:  # {'out', 'results'}
-    "Load a prior and inputs, refine at every (t0, eta), save the images and (with references) the metrics."
+    "Load a prior and inputs, refine at every setting, save the images and (with references) the metrics of those images."
     device = torch.device(device) if device is not None else default_device()
-    pr = load_prior(prior, scheduler=scheduler, device=device)
+    pr = load_prior(prior_dir(prior), device=device)
     x_hat, x = load_refine_inputs(inputs, snr_db=snr_db, data=data, data_path=data_path, max_groups=max_groups,
                                   seed=seed, device=device, channel=channel)
     if degrade_inputs: x, x_hat = x_hat, degrade(x_hat, generator=make_generator(seed))
-    arrays = {}
-    for i, (t0, eta) in enumerate((t, e) for t in t0s for e in etas):
-        g = make_generator(seed * 1000 + i + 1, device)
-        xr = torch.cat([refine(x_hat[j:j + batch_size].to(device), pr.unet, pr.scheduler, t0=t0, steps=min(steps, t0) if t0 else 1,
-                               eta=eta, generator=g).cpu() for j in range(0, len(x_hat), batch_size)])
-        arrays[f't0={t0},eta={eta:g}'] = (xr * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()   # (N, H, W, 3)
-    atomic_write(out, lambda p: np.savez_compressed(open(p, 'wb'), **arrays))
-    res_path = None
+    imgs, res_path = {}, None
     if x is not None and results:
-        recs = refine_sweep(x_hat, x, pr.unet, pr.scheduler, t0s=[t for t in t0s if t > 0], etas=etas, steps=steps,
-                            batch_size=batch_size, seed=seed, show_progress=show_progress)
+        recs = refine_sweep(x_hat, x, pr.unet, pr.scheduler, settings=settings, batch_size=batch_size, seed=seed,
+                            show_progress=show_progress, images=imgs)
+        sch = pr.scheduler.config
         res_path = save_results(refine_results(recs, name=Path(results).stem, seed=seed, data=str(inputs),
-            description=f"DifFace-style refinement with prior {prior} ({scheduler}, {steps} steps)",
-            config={'prior': str(prior), 'prior_meta': pr.meta, 'scheduler': scheduler, 'steps': steps,
+            description=f"DifFace-style refinement with prior {prior} ({sch.beta_schedule} schedule, T = {sch.num_train_timesteps})",
+            config={'prior': str(prior), 'prior_meta': pr.meta, 'beta_schedule': sch.beta_schedule,
+                    'num_train_timesteps': sch.num_train_timesteps, 'settings': [asdict(s) for s in settings],
                     'degraded_here': degrade_inputs}, **({'command': command} if command else {})), results)
+    else:
+        for s in resolve_settings(pr.scheduler, [NO_REFINEMENT, *settings]):
+            imgs[setting_key(s)] = refine_batched(x_hat, pr.unet, pr.scheduler, s, seed=seed, batch_size=batch_size)
+    arrays = {k: to_uint8_nhwc(v) for k, v in imgs.items()}                      # each (N, H, W, 3)
+    atomic_write(out, lambda p: np.savez_compressed(open(p, 'wb'), **arrays))
     return {'out': Path(out), 'results': res_path}
 
 # %% ../nbs/12_diffusion.ipynb #621107c4
+def _cli_list(text: str | None, flag: str, kind=float) -> list:
+    "Parse a comma-separated CLI list, naming the flag on error."
+    if text is None: return []
+    try: return [kind(v) for v in str(text).split(',') if v.strip()]
+    except ValueError: raise ValueError(f"{flag} takes comma-separated {kind.__name__} values, got {text!r}.") from None
+
 @call_parse
-def kdd_refine(prior: str = None,            # diffusers-format prior folder (load_prior); required
-               inputs: str = None,           # kdd_train checkpoint, or .npz (x_hat/images [+ x]) / .pt of decoded images; required
-               t0: str = '100',              # start step(s), comma-separated, e.g. "50,100,200"
-               eta: str = '0',               # DDIM eta value(s), comma-separated
-               steps: int = 20,              # reverse steps from t0 to 0
+def kdd_refine(prior: str = None,            # diffusers-format prior folder, or zoo:NAME (e.g. zoo:prior-cifar10-tiny); required
+               inputs: str = None,           # zoo:SYSTEM or kdd_train checkpoint (decoded at --snr), or .npz / .pt of images; required
+               sigmas: str = None,           # start noise level(s) sqrt((1-abar)/abar), comma-separated (default: 0.075 unless --t0s)
+               t0s: str = None,              # start step(s) on the prior's own schedule, comma-separated, e.g. "40,100"
+               calls: str = '10',            # model calls per refinement, comma-separated
+               etas: str = '0.5',            # DDIM eta value(s), comma-separated (0 deterministic, 1 DDPM-like)
+               reference: store_true = False,  # also run the reference's setting (sigma 0.075, eta 0.5, 10 calls)
                out: str = 'refined.npz',     # refined images (npz, uint8 NHWC per setting)
                results: str = None,          # results JSON path (needs clean references 'x' in the inputs)
-               scheduler: str = 'ddim',      # 'ddim' or 'ddpm'
                degrade: bool = False,        # treat inputs as clean and degrade them (blur + noise) first
-               snr: float = 10.,             # checkpoint inputs: decode the test set at this SNR (dB)
+               snr: float = 10.,             # checkpoint / zoo inputs: decode the test set at this SNR (dB)
                channel: str = None,          # checkpoint inputs: awgn | rayleigh | rician | fast (default: the checkpoint's own)
                data: str = None,             # checkpoint inputs: cifar10-npz | cifar10 | folder | tiles (default: the best present)
                data_path: str = None,        # checkpoint inputs: data folder (default: $KDD_SEMNOMA_DATA)
@@ -452,11 +585,13 @@ def kdd_refine(prior: str = None,            # diffusers-format prior folder (lo
                batch_size: int = 64, seed: int = 0,
                device: str = None,           # 'cpu', 'cuda', ... (default: best available)
                debug: store_true = False):  # on an error, show the traceback instead of one line
-    "Refine decoded images with a diffusion prior (DifFace-style) at one or more t0/eta settings."
+    "Refine decoded images with a diffusion prior (DifFace-style) at every (start noise level or step, calls, eta) setting."
     with cli_errors('kdd_refine', debug):
-        if not prior or not inputs: raise SystemExit("kdd_refine needs --prior DIR and --inputs FILE (see --help).")
-        r = run_refine(prior, inputs, t0s=[int(t) for t in t0.split(',')], etas=[float(e) for e in eta.split(',')],
-                       steps=steps, out=out, results=results, scheduler=scheduler, degrade_inputs=degrade,
+        if not prior or not inputs: raise SystemExit("kdd_refine needs --prior DIR|zoo:NAME and --inputs FILE|zoo:SYSTEM (see --help).")
+        sig, ts = _cli_list(sigmas, '--sigmas'), _cli_list(t0s, '--t0s', int)
+        settings = refine_settings(sigmas=sig if sig or ts else [REFERENCE_SETTING.sigma], t0s=ts,
+                                   calls=_cli_list(calls, '--calls', int), etas=_cli_list(etas, '--etas'), reference=reference)
+        r = run_refine(prior, inputs, settings=settings, out=out, results=results, degrade_inputs=degrade,
                        batch_size=batch_size, seed=seed, device=device, snr_db=snr, data=data, data_path=data_path,
                        max_groups=max_groups, channel=channel, command=shlex.join(['kdd_refine', *sys.argv[1:]]))
         print(f"refined images -> {r['out']}" + (f"; metrics -> {r['results']}" if r['results'] else ''))
