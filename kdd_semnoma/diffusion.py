@@ -19,7 +19,7 @@ from .core import make_generator, model_device, default_device, check_finite, at
 from .metrics import save_results, make_results, refinement_scores
 from .evaluate import reconstruct, load_for_eval
 from .semnoma import read_checkpoint
-from .data import default_data
+from .data import resolve_data, check_data_folder
 
 # %% auto #0
 __all__ = ['PRIOR_PRESETS', 'SCHEDULERS', 'error_to_noise_db', 'plot_contraction', 'to_model', 'from_model', 'diffuse',
@@ -368,7 +368,7 @@ def decode_checkpoint(ckpt: dict, *, snr_db: float = 10., data: str | None = Non
                       channel: str | None = None,   # test channel name; None = the checkpoint's own
                       max_groups: int | None = None, seed: int = 0, device=None) -> tuple:  # (x_hat, x) each (N*K, 3, H, W)
     "Decode the fixed test grouping of `data` (None: the best present) at `snr_db` with the model a checkpoint holds."
-    data = data or default_data(data_path)
+    data = resolve_data(data, data_path)
     _, model, test = load_for_eval(ckpt, data=data, data_path=data_path, seed=seed, device=device)
     xh, x = reconstruct(model, test, snr_db, channel=channel, seed=seed, max_groups=max_groups)   # (N, K, 3, H, W)
     return xh.flatten(0, 1), x.flatten(0, 1)
@@ -444,6 +444,7 @@ def kdd_refine(prior: str = None,            # diffusers-format prior folder (lo
     "Refine decoded images with a diffusion prior (DifFace-style) at one or more t0/eta settings."
     with cli_errors('kdd_refine', debug):
         if not prior or not inputs: raise SystemExit("kdd_refine needs --prior DIR and --inputs FILE (see --help).")
+        if data_path is not None: check_data_folder(Path(data_path).expanduser(), '--data_path')   # a typo fails first
         r = run_refine(prior, inputs, t0s=[int(t) for t in t0.split(',')], etas=[float(e) for e in eta.split(',')],
                        steps=steps, out=out, results=results, scheduler=scheduler, degrade_inputs=degrade,
                        batch_size=batch_size, seed=seed, device=device, snr_db=snr, data=data, data_path=data_path,

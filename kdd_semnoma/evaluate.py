@@ -14,7 +14,7 @@ from fastcore.script import call_parse, store_true, Param
 from . import __version__
 from .core import make_generator, model_device, default_device, atomic_write, cli_errors, resolve_precision
 from .channel import ChannelConfig, snr_grid, channel_name
-from .data import get_dls, DATASETS, default_data
+from .data import get_dls, resolve_data
 from .metrics import (psnr, ssim, jain_index, make_results, save_results, load_results, results_curves,
                                  records_to_table, prediction_scores, feature_distances, semantic_conventions, CIFARNET)
 from .classifier import classifier_outputs
@@ -190,8 +190,7 @@ def load_for_eval(checkpoint: str | Path | dict,   # a kdd_train checkpoint file
                   *, data: str | None = None, data_path: str | Path | None = None, seed: int = 0,
                   batch_size: int = 64, device=None) -> tuple:  # (checkpoint dict, model in eval mode, test DataLoader)
     "Read a checkpoint once: its dict, the model it holds on `device`, and the fixed test grouping of `data` (None: best present)."
-    data = data or default_data(data_path)
-    if data not in DATASETS: raise ValueError(f"data must be one of {DATASETS}, got {data!r}.")
+    data = resolve_data(data, data_path)
     ck = open_checkpoint(checkpoint)
     model = build_from_checkpoint(ck).to(default_device(device)).eval()
     return ck, model, get_dls(data, model.n_users, batch_size, root=data_path, seed=seed).test
@@ -214,7 +213,7 @@ def eval_checkpoint(checkpoint: str | Path, *, channel: str | None = None, snrs_
                     precision: str = 'auto',       # inference precision: 'auto' | 'fp32' | 'bf16'
                    ) -> dict:
     "Evaluate a `kdd_train` checkpoint on the fixed test grouping of `data`; returns a results dict."
-    data = data or default_data(data_path)
+    data = resolve_data(data, data_path)
     ck, model, test = loaded or load_for_eval(checkpoint, data=data, data_path=data_path, seed=seed,
                                               batch_size=batch_size, device=device)
     lpips_fn = None
@@ -255,7 +254,7 @@ def kdd_eval(checkpoint: str = None,        # checkpoint written by kdd_train (b
     "Evaluate a checkpoint over an SNR sweep and write a results JSON."
     with cli_errors('kdd_eval', debug):
         if checkpoint is None: raise SystemExit("kdd_eval: pass --checkpoint PATH (a best.pt or last.pt written by kdd_train).")
-        data = data or default_data(data_path)
+        data = resolve_data(data, data_path)
         loaded = load_for_eval(checkpoint, data=data, data_path=data_path, seed=seed, device=device)   # read once, used twice
         res = eval_checkpoint(checkpoint, channel=channel, snrs_db=snrs, data=data, data_path=data_path, seed=seed,
                               max_groups=max_groups, use_lpips=lpips, name=name, loaded=loaded,

@@ -18,7 +18,7 @@ from fastcore.script import call_parse, store_true
 from .core import (atomic_write, make_generator, model_device, default_device, runs_path, check_images, set_seed, cli_errors,
                               autocast, PRECISIONS, graceful_stop, run_lock, Preempted, StopRequest)
 from .channel import ChannelConfig, sample_snr_db, fading_of
-from .data import get_dls, DATASETS, default_data
+from .data import get_dls, DATASETS, resolve_data
 from .deepjscc import get_config, OUT_ACTS
 from .semnoma import make_model, init_student_from_teacher, build_from_checkpoint, read_checkpoint
 from .kd import KDLoss, KDWeights, reference_crosskd_index
@@ -488,7 +488,7 @@ def kdd_train(stage: str,                  # teacher | student (KD) | semnoma (n
                     crosskd_index=crosskd_index)
         cfg = train_config(stage, preset, **{k: v for k, v in over.items() if v is not None})
         device = init_distributed(device)                        # under torchrun: join the group, one device per rank
-        res = train_stage(cfg, data=data or default_data(data_path), data_path=data_path, out_dir=out_dir, teacher=teacher, resume=resume,
+        res = train_stage(cfg, data=resolve_data(data, data_path), data_path=data_path, out_dir=out_dir, teacher=teacher, resume=resume,
                           device=device, download=download, show_progress=not quiet)
         last = res.history[-1] if res.history else {}
         rank, world = dist_info()
