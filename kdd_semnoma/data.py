@@ -171,9 +171,9 @@ class CIFAR10(ArrayImages):
         try: tv = datasets.CIFAR10(str(root), train=split != 'test', download=download)
         except RuntimeError as e:
             raise FileNotFoundError(
-                f"CIFAR-10 not found (or corrupted) at {root / 'cifar-10-batches-py'}: on a machine with internet pass "
-                f"--download (download=True); otherwise pass --data_path the data folder holding cifar10/, or set {env_now()}, "
-                "or use the npz exports (--data cifar10-npz).") from e
+                f"CIFAR-10 not found (or corrupted) at {root / 'cifar-10-batches-py'}: on a machine with internet "
+                "fetch it once with kdd_train --download (download=True); otherwise pass --data_path the data folder "
+                f"holding cifar10/, or set {env_now()}, or use the npz exports (--data cifar10-npz).") from e
         super().__init__(tv.data, tv.targets, classes=tuple(tv.classes))
         if split != 'test':
             s = train_val_split(len(self.images), n_val, seed=seed)

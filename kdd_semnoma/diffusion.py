@@ -19,7 +19,7 @@ from .core import make_generator, model_device, default_device, check_finite, at
 from .metrics import save_results, make_results, refinement_scores
 from .evaluate import reconstruct, load_for_eval
 from .semnoma import read_checkpoint
-from .data import resolve_data, check_data_folder
+from .data import resolve_data, check_data_folder, env_now, DATA_LAYOUT
 
 # %% auto #0
 __all__ = ['PRIOR_PRESETS', 'SCHEDULERS', 'error_to_noise_db', 'plot_contraction', 'to_model', 'from_model', 'diffuse',
@@ -126,7 +126,7 @@ def refine_timesteps(scheduler, t0: int, steps: int) -> Tensor:  # (n,) decreasi
     T = scheduler.config.num_train_timesteps
     scheduler.set_timesteps(max(1, min(T, steps * T // t0)))
     ts = scheduler.timesteps[scheduler.timesteps <= t0]
-    if len(ts) == 0: raise ValueError(f"no inference timestep <= t0={t0} (steps_offset={scheduler.config.steps_offset}): raise t0.")
+    if len(ts) == 0: raise ValueError(f"no inference timestep <= t0={t0} (steps_offset={scheduler.config.steps_offset}): raise --t0.")
     return ts
 
 # %% ../nbs/12_diffusion.ipynb #4e2c8401
@@ -190,7 +190,7 @@ class RefineConfig:
 
     def __post_init__(self):
         if self.scheduler not in SCHEDULERS: raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}.")
-        if self.scheduler == 'ddpm' and self.eta != 0: raise ValueError("eta applies to DDIM only: use scheduler='ddim' or eta=0.")
+        if self.scheduler == 'ddpm' and self.eta != 0: raise ValueError("eta applies to DDIM only: pass --scheduler ddim or --eta 0.")
 
 def refine_with(x_hat: Tensor, unet, scheduler, cfg: RefineConfig, *, generator: torch.Generator | None = None) -> Tensor:
     "`refine` with the knobs of a `RefineConfig` (the scheduler is converted to `cfg.scheduler`'s class)."
@@ -357,7 +357,7 @@ def plot_tradeoff(records: list, x: str = 'psnr', y: str = 'hf_energy_ratio', ax
 def load_npz_images(path: str | Path, key: str = 'images', n: int | None = None) -> Tensor:  # (N, 3, H, W) uint8
     "Read images from an npz (uint8 (N, H, W, 3) under `key`, the shared-data layout)."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path} not found: set KDD_SEMNOMA_DATA to the data folder (see shared/data/README.md).")
+    if not path.exists(): raise FileNotFoundError(f"{path} not found: set {env_now()} to the data folder, which holds {DATA_LAYOUT}.")
     with np.load(path) as f:
         if key not in f: raise KeyError(f"{path} has no array {key!r}; it has {list(f.keys())}.")
         arr = f[key][:n]

@@ -90,9 +90,9 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES: raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
         if self.init is not None and self.init not in INITS: raise ValueError(f"init must be one of {INITS}, got {self.init!r}.")
         if self.stage == 'student' and self.init_from != 'teacher':
-            raise ValueError("stage 'student' (KD) starts from the teacher: use init='teacher' (--init teacher) or stage 'semnoma'.")
+            raise ValueError("stage 'student' (KD) starts from the teacher: pass --init teacher (init='teacher'), or train stage semnoma.")
         if self.stage in ('teacher', 'baseline') and self.init_from != 'scratch':
-            raise ValueError(f"stage {self.stage!r} has no teacher to start from: use init='scratch' (the default).")
+            raise ValueError(f"stage {self.stage!r} has no teacher to start from: drop --init or pass --init scratch (the default).")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -288,7 +288,7 @@ def check_resumable(ck: dict, cfg: TrainConfig, path: str | Path = 'checkpoint')
     if diff:
         what = ', '.join(f"{k}: checkpoint {getattr(old, k)!r} vs now {getattr(cfg, k)!r}" for k in diff)
         raise ValueError(f"{path} was written by a different run ({what}). Resume with the same preset and settings, "
-                         "or start a fresh run in another out_dir.")
+                         "or start a fresh run in another --out_dir.")
 
 # %% ../nbs/09_train.ipynb #fc216fd2
 def rank_batches(n_groups: int, batch_size: int, start: int = 0, *, rank: int = 0, world: int = 1) -> list:
@@ -341,7 +341,7 @@ def _fit(model, dls, cfg, *, out_dir: Path, teacher, teacher_path, resume, show_
     if loss_fn.weights.needs_teacher:
         if teacher is None:
             raise ValueError("stage 'student' distils from a teacher: "
-                             "pass teacher= (a trained teacher model, e.g. train.load_model(path)).")
+                             "pass --teacher (in Python: fit(..., teacher=train.load_model(path))).")
         freeze(teacher)
     opt = make_optimizer(model, cfg)
     state = TrainState()
@@ -352,7 +352,7 @@ def _fit(model, dls, cfg, *, out_dir: Path, teacher, teacher_path, resume, show_
         state = TrainState(ck['step'], ck['best'], ck['bad'], ck['stopped'], ck['history'], ck['acc'], ck['time_s'])
     elif last.exists():
         raise FileExistsError(f"{out_dir} already holds a run (last.pt): "
-                              "pass resume=True (--resume) to continue it, or use another out_dir.")
+                              "pass --resume (resume=True) to continue it, or use another --out_dir.")
     ds = dls.train.dataset
     n_batches = len(ds) // cfg.batch_size
     net = model
@@ -417,7 +417,7 @@ def load_teacher(path: str | Path, cfg: TrainConfig, *, device=None) -> torch.nn
     "Load a teacher checkpoint for `cfg`, checking that its preset and K match."
     ck = read_checkpoint(path)
     tc = TrainConfig.from_dict(ck['train_config'])
-    if tc.stage != 'teacher': raise ValueError(f"{path} holds a {tc.stage!r} run, not a teacher: pass the teacher's best.pt.")
+    if tc.stage != 'teacher': raise ValueError(f"{path} holds a {tc.stage!r} run, not a teacher: pass --teacher the teacher's best.pt.")
     for k in ('preset', 'n_users'):
         if getattr(tc, k) != getattr(cfg, k):
             raise ValueError(f"teacher {path} was trained with {k}={getattr(tc, k)!r} but this run uses {k}={getattr(cfg, k)!r}: "
@@ -446,12 +446,12 @@ def train_stage(cfg: TrainConfig, *, data: str = 'tiles', data_path: str | Path 
     if cfg.init_from == 'teacher':
         if teacher is None:
             raise ValueError(f"stage {cfg.stage!r} with init 'teacher' starts from a trained teacher: "
-                             "pass teacher= the teacher's best.pt (--teacher).")
+                             "pass --teacher the teacher's best.pt.")
         t_model = load_teacher(teacher, cfg, device=device)
         if not resume: init_student_from_teacher(model, t_model)
     elif teacher is not None and cfg.stage != 'teacher':
         raise ValueError(f"stage {cfg.stage!r} with init 'scratch' uses no teacher: "
-                         "drop teacher= (--teacher) or set init='teacher' (--init teacher).")
+                         "drop --teacher, or pass --init teacher.")
     hist = fit(model, dls, cfg, out_dir=out_dir, teacher=t_model if cfg.stage == 'student' else None,
                teacher_path=str(teacher) if teacher else None, resume=resume, show_progress=show_progress)
     return StageResult(model, hist, out_dir)

@@ -126,7 +126,7 @@ def test_train_errors(files):
     one_line_error(cli("kdd_train", "teacher", "--preset", "huge", cwd=files), "kdd_train", "unknown training preset")
     one_line_error(cli("kdd_train", "student", "--preset", "tiny", "--data", "tiles", "--out_dir", files / "s", cwd=files),
                    "kdd_train", "--teacher")
-    one_line_error(cli("kdd_train", "teacher", "--preset", "tiny", "--init", "teacher", cwd=files), "kdd_train", "init='scratch'")
+    one_line_error(cli("kdd_train", "teacher", "--preset", "tiny", "--init", "teacher", cwd=files), "kdd_train", "--init scratch")
 
 
 def test_quickstart_and_refine_errors(files):
