@@ -137,3 +137,30 @@ def test_full_disk_in_kdd_train_is_one_line(tmp_path):
     assert r.returncode == 1 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert lines[0].startswith(f"kdd_train: error: could not write {out}/") and "no space left on device" in lines[0], lines[0]
     assert sorted(os.listdir(out)) == []                                   # no temp file, no lock left behind
+
+
+DDP_SCRIPT = '''
+import os, signal, sys
+import kdd_semnoma.train as T
+from kdd_semnoma.core import cli_errors
+step_fn = T.train_step
+def train_step(*a, **k):                                               # only rank 1 is signalled, during step 3
+    if k.get('rank') == 1 and k['step'] == 2: os.kill(os.getpid(), signal.SIGTERM)
+    return step_fn(*a, **k)
+T.train_step = train_step
+with cli_errors('ddp_train'):
+    dev = T.init_distributed('cpu')
+    cfg = T.train_config('teacher', 'tiny', max_steps=400, epochs=100, batch_size=8, val_every=2, val_groups=8, precision='fp32')
+    T.train_stage(cfg, data='tiles', out_dir=sys.argv[1], device=dev, show_progress=False)
+'''
+
+
+def test_ddp_ranks_agree_on_a_stop(tmp_path):
+    "SIGTERM reaching rank 1 alone stops both gloo ranks after the same step; rank 0 saves it and prints the one line."
+    script = tmp_path / "ddp_stop.py"; script.write_text(DDP_SCRIPT)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+                        str(tmp_path / "run")], capture_output=True, text=True, env=_env(tmp_path), timeout=600)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "exitcode  : 143" in out, out[-3000:]
+    assert out.count("ddp_train: stopped by SIGTERM after step 3; checkpoint saved to") == 1, out[-3000:]
+    assert _step(tmp_path / "run" / "last.pt") == 3 and not (tmp_path / "run" / LOCK_NAME).exists()
