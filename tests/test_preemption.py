@@ -164,3 +164,22 @@ def test_ddp_ranks_agree_on_a_stop(tmp_path):
     assert r.returncode != 0 and "exitcode  : 143" in out, out[-3000:]
     assert out.count("ddp_train: stopped by SIGTERM after step 3; checkpoint saved to") == 1, out[-3000:]
     assert _step(tmp_path / "run" / "last.pt") == 3 and not (tmp_path / "run" / LOCK_NAME).exists()
+
+
+def test_a_second_signal_exits_at_once():
+    from kdd_semnoma.core import graceful_stop
+    with pytest.raises(SystemExit) as e:
+        with graceful_stop() as stop:
+            os.kill(os.getpid(), signal.SIGUSR1); time.sleep(0.05)
+            assert stop.signum == signal.SIGUSR1                            # the first one only sets the flag
+            os.kill(os.getpid(), signal.SIGUSR1); time.sleep(0.05)
+    assert e.value.code == 138 and signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+def test_cli_errors_phrases_any_enospc(capsys):
+    from kdd_semnoma.core import cli_errors
+    with pytest.raises(SystemExit) as e:
+        with cli_errors("kdd_eval"): raise OSError(errno.ENOSPC, "No space left on device", "results/x.json")
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1
+    assert err.startswith("kdd_eval: error: no space left on device writing results/x.json")
