@@ -192,7 +192,7 @@ def restate(old_path, out_path=None, argv=None) -> Path:
 def main(argv=None):
     from kdd_semnoma.diffusion import PRIOR_PRESETS, load_prior
     from kdd_semnoma.prior_training import train_prior
-    from kdd_semnoma.core import default_device, set_seed
+    from kdd_semnoma.core import default_device, set_seed, cli_errors
     from kdd_semnoma.metrics import save_results
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--data', default='tiles', choices=['tiles', 'cifar10-npz'])
@@ -228,9 +228,10 @@ def main(argv=None):
     x_train, x_test = load_data(a.data, cfg.sample_size)
     print(f"data {a.data}: train {tuple(x_train.shape)}, test {tuple(x_test.shape)}; device {dev}; config {cfg}", flush=True)
     t0 = time.time()
-    hist = train_prior(x_train.to(dev), cfg, out_dir=a.out_dir, device=dev, seed=a.seed, save_every=a.save_every,
-                       max_minutes=a.max_minutes, log_every=max(1, min(100, cfg.steps // 50)), show_progress=False,
-                       precision=a.precision)
+    with cli_errors('python bench/train_prior.py', debug=True):   # a stop signal: one line, exit 128 + signum; rerun resumes
+        hist = train_prior(x_train.to(dev), cfg, out_dir=a.out_dir, device=dev, seed=a.seed, save_every=a.save_every,
+                           max_minutes=a.max_minutes, log_every=max(1, min(100, cfg.steps // 50)), show_progress=False,
+                           precision=a.precision)
     train_s = time.time() - t0
     pr = load_prior(a.out_dir, device=dev)
     if pr.meta.get('step', 0) < cfg.steps:        # a campaign call that ran out of --max_minutes: resume it later

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #0418ec82
 from __future__ import annotations
-import hashlib, os, platform, random, sys
+import errno, hashlib, json, os, platform, random, shlex, shutil, signal, socket, sys, threading, time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 import numpy as np
@@ -12,10 +12,11 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'db2lin', 'lin2db', 'to_complex', 'to_real', 'set_seed', 'make_generator', 'default_device', 'to_device',
-           'model_device', 'cpu_flags', 'cpu_native_bf16', 'resolve_precision', 'autocast', 'cpu_info', 'kdd_home',
-           'data_path', 'weights_path', 'runs_path', 'atomic_write', 'check_finite', 'check_images', 'cli_errors',
-           'load_torch_file', 'weights_checksum']
+__all__ = ['PRECISIONS', 'STOP_SIGNALS', 'LOCK_NAME', 'db2lin', 'lin2db', 'to_complex', 'to_real', 'set_seed', 'make_generator',
+           'default_device', 'to_device', 'model_device', 'cpu_flags', 'cpu_native_bf16', 'resolve_precision',
+           'autocast', 'cpu_info', 'kdd_home', 'data_path', 'weights_path', 'runs_path', 'disk_free', 'write_error',
+           'atomic_write', 'check_finite', 'check_images', 'StopRequest', 'Preempted', 'graceful_stop', 'pid_alive',
+           'read_lock', 'run_lock', 'cli_errors', 'resume_command', 'load_torch_file', 'weights_checksum']
 
 # %% ../nbs/00_core.ipynb #c7bf8386
 def db2lin(x_db: Tensor | float) -> Tensor:  # linear power ratio, same shape
@@ -137,14 +138,33 @@ def runs_path() -> Path:
     return kdd_home() / 'runs'
 
 # %% ../nbs/00_core.ipynb #d6db0bec
+def disk_free(folder: str | Path) -> int:  # bytes
+    "Free bytes on the file system holding `folder` (a very large number when it cannot be read)."
+    try: return shutil.disk_usage(folder).free
+    except OSError: return 1 << 62
+
+def write_error(path: Path, e: BaseException, free: int) -> OSError | None:  # None: not a write failure to translate
+    "A one-line OSError for a failed write of `path`: any OSError, or any error while the disk had under 1 MiB free."
+    full = getattr(e, 'errno', None) == errno.ENOSPC or free < 1 << 20   # torch.save on a full disk raises RuntimeError
+    if not (full or isinstance(e, OSError)): return None
+    why = 'no space left on device' if full else (getattr(e, 'strerror', None) or str(e)).lower()
+    err = OSError(f"could not write {path}: {why}; nothing was replaced (the previous file, if any, is intact): "
+                  f"{'free some space' if full else 'check the folder'} or write elsewhere (--out_dir)")
+    err.errno = errno.ENOSPC if full else getattr(e, 'errno', None)
+    return err
+
 def atomic_write(path: str | Path, write_fn) -> Path:
-    "Call `write_fn(tmp_path)` then atomically rename the temp file to `path`."
+    "Call `write_fn(tmp_path)` then atomically rename the temp file to `path`; a failed write leaves `path` as it was."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
     try:
         write_fn(tmp)
         with open(tmp, 'rb+') as f: os.fsync(f.fileno())           # the bytes are on disk before the rename
         os.replace(tmp, path)
+    except Exception as e:
+        err = write_error(path, e, disk_free(path.parent))          # measured before the temp file frees its space
+        if err is None: raise
+        raise err from e
     finally:
         if tmp.exists(): tmp.unlink()
     return path
@@ -168,6 +188,77 @@ def check_images(x: Tensor, n_users: int | None = None, name: str = 'x') -> Tens
         raise ValueError(f"{name} must lie in [0, 1] (got [{x.min():.3f}, {x.max():.3f}]): undo any Normalize transform.")
     return x
 
+# %% ../nbs/00_core.ipynb #5c7f1512
+STOP_SIGNALS = ('SIGTERM', 'SIGINT', 'SIGUSR1')   # the signals a training loop turns into a clean stop
+
+class StopRequest:
+    "The flag `graceful_stop` sets: `signum` of the first stop signal received (0 while none)."
+    def __init__(self): self.signum = 0
+    def __bool__(self): return bool(self.signum)
+
+class Preempted(Exception):
+    "A run stopped by signal `signum` after saving `checkpoint`; `cli_errors` exits with status 128 + signum."
+    def __init__(self, signum: int, checkpoint: str | Path, step: int,
+                 resume_flag: str | None = '--resume'):   # the flag that resumes (None: rerunning the command resumes)
+        self.signum, self.checkpoint, self.step, self.resume_flag = signum, Path(checkpoint), step, resume_flag
+        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint saved to {checkpoint}")
+    @property
+    def exit_code(self) -> int: return 128 + self.signum
+
+@contextmanager
+def graceful_stop(signals: tuple = STOP_SIGNALS):   # names of the signals to catch (ones this OS lacks are skipped)
+    "Within the block a stop signal sets the yielded `StopRequest` instead of killing; a second one exits at once."
+    req = StopRequest()
+    if threading.current_thread() is not threading.main_thread(): yield req; return   # handlers live in the main thread
+    def handler(signum, frame):
+        if req.signum: raise SystemExit(128 + signum)                # the second signal: stop now, no checkpoint
+        req.signum = signum
+    old = {s: signal.signal(s, handler) for s in (getattr(signal, n) for n in signals if hasattr(signal, n))}
+    try: yield req
+    finally:
+        for s, h in old.items(): signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+# %% ../nbs/00_core.ipynb #208d515f
+LOCK_NAME = '.lock'   # the lock file inside a run folder
+
+def pid_alive(pid: int) -> bool:
+    "Whether process `pid` runs on this host."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True       # it runs, under another user
+    return True
+
+def read_lock(lock: Path) -> dict:  # {pid, host, started}; {} when unreadable
+    "The holder recorded in a lock file."
+    try: d = json.loads(Path(lock).read_text())
+    except (OSError, ValueError): return {}
+    return d if isinstance(d, dict) else {}
+
+def _claim(lock: Path, me: dict) -> bool:  # False: the lock exists
+    "Create `lock` atomically holding `me`."
+    try: fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError: return False
+    with os.fdopen(fd, 'w') as f: json.dump(me, f)
+    return True
+
+# %% ../nbs/00_core.ipynb #15be2dc6
+@contextmanager
+def run_lock(out_dir: str | Path):   # the run folder (created if absent)
+    "Hold `out_dir/.lock` for the block: one writer per run folder; a dead holder's lock on this host is taken over."
+    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True); lock = out_dir / LOCK_NAME
+    me = {'pid': os.getpid(), 'host': socket.gethostname(), 'started': time.strftime('%Y-%m-%d %H:%M:%S')}
+    while not _claim(lock, me):
+        held = read_lock(lock); pid, host = held.get('pid'), held.get('host')
+        if not (host == me['host'] and isinstance(pid, int) and not pid_alive(pid)):
+            raise RuntimeError(f"{out_dir} is in use by another run: PID {pid or '?'} on host {host or '?'} (since "
+                               f"{held.get('started', '?')}) holds {lock}; wait for it or stop it, or pass another --out_dir; "
+                               f"if that run is gone, delete {lock}.")
+        print(f"note: taking over {lock}, left by PID {pid} on {host}, which is no longer running", file=sys.stderr)
+        lock.unlink(missing_ok=True)
+    try: yield lock
+    finally:
+        if read_lock(lock).get('pid') == me['pid']: lock.unlink(missing_ok=True)
+
 # %% ../nbs/00_core.ipynb #6bf729b6
 @contextmanager
 def cli_errors(prog: str,            # the command's name, e.g. 'kdd_eval'
@@ -175,11 +266,21 @@ def cli_errors(prog: str,            # the command's name, e.g. 'kdd_eval'
     "Turn any exception in the block into one line `prog: error: ...` on stderr and exit status 1 (unless `debug`)."
     try: yield
     except (SystemExit, KeyboardInterrupt): raise
+    except Preempted as e:                                 # a clean stop: where the checkpoint is and how to go on
+        if os.environ.get('RANK', '0') == '0':
+            print(f"{prog}: {e}; resume with: {resume_command(prog, sys.argv[1:], e.resume_flag)}", file=sys.stderr, flush=True)
+        raise SystemExit(e.exit_code) from None
     except Exception as e:
         if debug: raise
         msg = ' '.join(str(e).split()) or type(e).__name__
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC and 'no space left' not in msg:
+            msg = f"no space left on device writing {e.filename or 'a file'}: free some space or write elsewhere"
         print(f"{prog}: error: {msg} (run with --debug for the traceback)", file=sys.stderr)
         raise SystemExit(1) from None
+
+def resume_command(prog: str, args: list, flag: str | None = '--resume') -> str:
+    "The command line `prog args` with `flag` added (once): what continues a stopped run."
+    return shlex.join([prog, *args, *([flag] if flag and flag not in args else [])])
 
 # %% ../nbs/00_core.ipynb #f589a10e
 def load_torch_file(path: str | Path, *, what: str = 'checkpoint',   # what the file should be, for messages

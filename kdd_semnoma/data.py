@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_data.ipynb #ceb9d06b
 from __future__ import annotations
-import copy
+import copy, os
 from pathlib import Path
 from typing import NamedTuple
 import numpy as np
@@ -15,8 +15,9 @@ from PIL import Image, ImageOps
 from .core import data_path, make_generator
 
 # %% auto #0
-__all__ = ['CIFAR10_CLASSES', 'CIFAR10_NPZ', 'N_VAL', 'IMAGE_EXTS', 'TILE_PHOTOS', 'GROUP_MODES', 'DATASETS', 'ArrayImages',
-           'TrainValid', 'train_val_split', 'NpzImages', 'npz_root', 'cifar10_from_npz', 'default_data', 'CIFAR10',
+__all__ = ['CIFAR10_CLASSES', 'CIFAR10_NPZ', 'N_VAL', 'IMAGE_EXTS', 'TILE_PHOTOS', 'GROUP_MODES', 'DATASETS', 'DATA_LAYOUT',
+           'ArrayImages', 'TrainValid', 'train_val_split', 'NpzImages', 'env_now', 'npz_root', 'cifar10_from_npz',
+           'cifar_root', 'data_in', 'given_data_path', 'check_data_folder', 'default_data', 'resolve_data', 'CIFAR10',
            'load_image', 'ImageFolderDataset', 'sample_tiles', 'MultiUserDataset', 'DataLoaders', 'get_dls']
 
 # %% ../nbs/02_data.ipynb #f5dd50e5
@@ -28,6 +29,9 @@ IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff')
 TILE_PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'camera', 'coins', 'hubble_deep_field', 'immunohistochemistry')
 GROUP_MODES = ('random', 'fixed', 'sequential')
 DATASETS = ('cifar10', 'cifar10-npz', 'folder', 'tiles')
+DATA_LAYOUT = ("cifar10/train_jpeg_q75.npz, cifar10/test_jpeg_q75.npz and cifar10/test_exact_first932.npz (the npz exports: "
+               "uint8 'images' (N, 32, 32, 3) and 'labels' (N,)), or cifar10/cifar-10-batches-py/ (torchvision's CIFAR-10, "
+               "which kdd_train --download fetches), or faces256/ (any images, for --data folder)")   # what a data folder holds
 
 def _check_choice(name: str, value, choices) -> None:
     "Raise a ValueError listing `choices` if `value` is not one of them."
@@ -83,13 +87,17 @@ class NpzImages(ArrayImages):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path} not found: pass --data_path (root=) the data folder that holds cifar10/{path.name} or that cifar10 "
-                f"folder itself, or set KDD_SEMNOMA_DATA (now {data_path()}); layout in shared/data/README.md.")
+                f"{path} not found: pass --data_path the data folder that holds cifar10/{path.name} (or that cifar10 folder "
+                f"itself), or set {env_now()}; a data folder holds {DATA_LAYOUT}.")
         with np.load(path) as f:
             if 'images' not in f.files: raise KeyError(f"{path} has keys {f.files}; expected 'images' (N, H, W, 3) uint8 and 'labels'.")
             images, labels = f['images'], (f['labels'] if 'labels' in f.files else None)
         super().__init__(images, labels, indices=indices, classes=classes)
         self.path = path
+
+def env_now() -> str:
+    "`KDD_SEMNOMA_DATA (now …)`, saying 'unset' when it is, for messages."
+    return f"KDD_SEMNOMA_DATA (now {os.environ.get('KDD_SEMNOMA_DATA') or 'unset'})"
 
 def npz_root(root: str | Path | None = None) -> Path:  # the folder holding the CIFAR-10 npz files
     "Resolve a data folder: None -> data_path()/'cifar10'; a folder with cifar10/ inside -> that subfolder; else as given."
@@ -108,11 +116,47 @@ def cifar10_from_npz(split: str = 'train',       # 'train' (45k) | 'val' (5k) | 
     return ds.subset(tv.train if split == 'train' else tv.valid)
 
 # %% ../nbs/02_data.ipynb #c31c340d
+def cifar_root(root: str | Path | None = None) -> Path:  # the folder holding (or to hold) cifar-10-batches-py
+    "Resolve a data folder for torchvision's CIFAR-10: its cifar10/ subfolder or itself, whichever holds the batches."
+    base = data_path() if root is None else Path(root)
+    for d in (base / 'cifar10', base):
+        if (d / 'cifar-10-batches-py').is_dir(): return d
+    return base / 'cifar10' if root is None else base          # where a download goes
+
+def data_in(folder: str | Path) -> str | None:  # 'cifar10-npz' | 'cifar10' | None
+    "The CIFAR-10 form a data folder (or its cifar10/ subfolder) holds: the npz exports first, then torchvision's."
+    if (npz_root(folder) / CIFAR10_NPZ['train']).is_file(): return 'cifar10-npz'
+    return 'cifar10' if (cifar_root(folder) / 'cifar-10-batches-py').is_dir() else None
+
+def given_data_path(root: str | Path | None = None) -> tuple:  # (Path | None, '--data_path' | 'KDD_SEMNOMA_DATA' | '')
+    "The data folder the user named, and how: `root` (a --data_path), else $KDD_SEMNOMA_DATA, else none."
+    if root is not None: return Path(root).expanduser(), '--data_path'
+    env = os.environ.get('KDD_SEMNOMA_DATA')
+    return (Path(env).expanduser(), 'KDD_SEMNOMA_DATA') if env else (None, '')
+
+def check_data_folder(folder: Path, how: str) -> Path:
+    "Raise a FileNotFoundError naming `folder`, how it was given and the expected layout unless it is a folder."
+    if folder.is_dir(): return folder
+    drop = 'drop --data_path' if how == '--data_path' else 'unset KDD_SEMNOMA_DATA'
+    raise FileNotFoundError(f"{how} {folder} {'is not a folder' if folder.exists() else 'does not exist'}: point it at a "
+                            f"data folder, which holds {DATA_LAYOUT}; or {drop} to use the bundled photo tiles (--data tiles).")
+
 def default_data(root: str | Path | None = None) -> str:   # root: a --data_path (None: $KDD_SEMNOMA_DATA)
-    "The best data present, the one default of every CLI's --data: 'cifar10-npz', else 'cifar10' (torchvision), else 'tiles'."
-    if (npz_root(root) / CIFAR10_NPZ['train']).is_file(): return 'cifar10-npz'
-    base = Path(root) if root is not None else data_path()
-    return 'cifar10' if (base / 'cifar-10-batches-py').is_dir() else 'tiles'
+    "The one default of every CLI's --data: the data a named folder holds (an error if none), else the best present, else 'tiles'."
+    folder, how = given_data_path(root)
+    if folder is None: return data_in(data_path()) or 'tiles'          # nothing named: the bundled tiles always work
+    found = data_in(check_data_folder(folder, how))
+    if found is None:
+        raise FileNotFoundError(f"{how} {folder} holds no data the kit recognises: a data folder holds {DATA_LAYOUT}. "
+                                "For a folder of other images pass --data folder; for the bundled photo tiles, --data tiles.")
+    return found
+
+def resolve_data(data: str | None, root: str | Path | None = None) -> str:
+    "The --data a command uses: `data` if given (a given --data_path must be a folder), else `default_data(root)`."
+    if data is None: return default_data(root)
+    _check_choice('--data', data, DATASETS)
+    if root is not None: check_data_folder(Path(root).expanduser(), '--data_path')
+    return data
 
 # %% ../nbs/02_data.ipynb #e6f755f6
 class CIFAR10(ArrayImages):
@@ -123,13 +167,13 @@ class CIFAR10(ArrayImages):
                  seed: int = 0, n_val: int = N_VAL):   # the train/val split
         from torchvision import datasets
         _check_choice('split', split, ('train', 'val', 'test'))
-        root = Path(root) if root is not None else data_path() / 'cifar10'
+        root = cifar_root(root)
         try: tv = datasets.CIFAR10(str(root), train=split != 'test', download=download)
         except RuntimeError as e:
             raise FileNotFoundError(
-                f"CIFAR-10 not found (or corrupted) at {root / 'cifar-10-batches-py'}. On a machine with internet use "
-                "CIFAR10(..., download=True) or `kdd_train --download`; otherwise pass root= or set KDD_SEMNOMA_DATA to the "
-                "folder holding cifar10/, or use the shared npz exports (cifar10_from_npz / get_dls('cifar10-npz')).") from e
+                f"CIFAR-10 not found (or corrupted) at {root / 'cifar-10-batches-py'}: on a machine with internet "
+                "fetch it once with kdd_train --download (download=True); otherwise pass --data_path the data folder "
+                f"holding cifar10/, or set {env_now()}, or use the npz exports (--data cifar10-npz).") from e
         super().__init__(tv.data, tv.targets, classes=tuple(tv.classes))
         if split != 'test':
             s = train_val_split(len(self.images), n_val, seed=seed)
@@ -153,8 +197,8 @@ class ImageFolderDataset(Dataset):
                  *, exts: tuple = IMAGE_EXTS):      # file extensions to keep (case-insensitive)
         root = Path(root)
         if not root.is_dir():
-            raise FileNotFoundError(f"image folder {root} does not exist: pass root= a folder of images (e.g. FFHQ-256 "
-                                    "PNGs) or set KDD_SEMNOMA_DATA to the folder holding it.")
+            raise FileNotFoundError(f"image folder {root} does not exist: pass --data_path a folder of images (e.g. FFHQ-256 "
+                                    f"PNGs), or set {env_now()} to the data folder holding faces256/.")
         exts = tuple(e.lower() for e in exts)
         self.files = sorted(p for p in root.rglob('*') if p.suffix.lower() in exts and p.is_file())
         if not self.files:

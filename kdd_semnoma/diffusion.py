@@ -19,7 +19,7 @@ from .core import make_generator, model_device, default_device, check_finite, at
 from .metrics import save_results, make_results, refinement_scores
 from .evaluate import reconstruct, load_for_eval
 from .semnoma import read_checkpoint
-from .data import default_data
+from .data import resolve_data, check_data_folder, env_now, DATA_LAYOUT
 from .zoo import ZOO_PREFIX, zoo_dir, read_manifest, sha256_file
 
 # %% auto #0
@@ -473,7 +473,7 @@ def plot_tradeoff(records: list, x: str = 'psnr', y: str = 'hf_energy_ratio', ax
 def load_npz_images(path: str | Path, key: str = 'images', n: int | None = None) -> Tensor:  # (N, 3, H, W) uint8
     "Read images from an npz (uint8 (N, H, W, 3) under `key`, the shared-data layout)."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path} not found: set KDD_SEMNOMA_DATA to the data folder (see shared/data/README.md).")
+    if not path.exists(): raise FileNotFoundError(f"{path} not found: set {env_now()} to the data folder, which holds {DATA_LAYOUT}.")
     with np.load(path) as f:
         if key not in f: raise KeyError(f"{path} has no array {key!r}; it has {list(f.keys())}.")
         arr = f[key][:n]
@@ -484,7 +484,7 @@ def decode_checkpoint(ckpt: dict | str, *, snr_db: float = 10., data: str | None
                       channel: str | None = None,   # test channel name; None = the checkpoint's own
                       max_groups: int | None = None, seed: int = 0, device=None) -> tuple:  # (x_hat, x) each (N*K, 3, H, W)
     "Decode the fixed test grouping of `data` (None: the best present) at `snr_db` with a checkpoint (dict, path or 'zoo:NAME')."
-    data = data or default_data(data_path)
+    data = resolve_data(data, data_path)
     _, model, test = load_for_eval(ckpt, data=data, data_path=data_path, seed=seed, device=device)
     xh, x = reconstruct(model, test, snr_db, channel=channel, seed=seed, max_groups=max_groups)   # (N, K, 3, H, W)
     return xh.flatten(0, 1), x.flatten(0, 1)
@@ -588,6 +588,7 @@ def kdd_refine(prior: str = None,            # diffusers-format prior folder, or
     "Refine decoded images with a diffusion prior (DifFace-style) at every (start noise level or step, calls, eta) setting."
     with cli_errors('kdd_refine', debug):
         if not prior or not inputs: raise SystemExit("kdd_refine needs --prior DIR|zoo:NAME and --inputs FILE|zoo:SYSTEM (see --help).")
+        if data_path is not None: check_data_folder(Path(data_path).expanduser(), '--data_path')   # a typo fails first
         sig, ts = _cli_list(sigmas, '--sigmas'), _cli_list(t0s, '--t0s', int)
         settings = refine_settings(sigmas=sig if sig or ts else [REFERENCE_SETTING.sigma], t0s=ts,
                                    calls=_cli_list(calls, '--calls', int), etas=_cli_list(etas, '--etas'), reference=reference)

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from torch import Tensor
 import matplotlib.pyplot as plt
+from tqdm.auto import tqdm
 from fastcore.script import call_parse, store_true, Param
 from . import __version__
 from .core import make_generator, model_device, default_device, atomic_write, cli_errors, resolve_precision
 from .channel import ChannelConfig, snr_grid, channel_name
-from .data import get_dls, DATASETS, default_data
+from .data import get_dls, resolve_data
 from .metrics import (psnr, ssim, jain_index, make_results, save_results, load_results, results_curves,
                                  records_to_table, prediction_scores, feature_distances, semantic_conventions, CIFARNET)
 from .classifier import classifier_outputs
@@ -62,12 +63,13 @@ def evaluate(model: torch.nn.Module,       # a kdd_semnoma model (SemNOMA, teach
              max_groups: int | None = None,  # use only the first N groups; None = all
              batch_size: int = 64,         # groups per forward pass when `data` is a tensor
              precision: str = 'auto',      # inference precision: 'auto' | 'fp32' | 'bf16' (core.autocast)
+             show_progress: bool = False,  # a progress bar over the SNR points
             ) -> list:                     # tidy records dict(snr_db, user, metric, value, n)
     "Seeded SNR sweep: per-user PSNR (both conventions), SSIM [, LPIPS] [, semantic metrics] and fairness, as tidy records."
     snrs = snr_grid(snrs_db)
     if max_groups is not None and max_groups < 1: raise ValueError(f"max_groups must be >= 1 or None, got {max_groups}.")
     cfg, device, records, clean = channel_config(model, channel), model_device(model), [], {}
-    for i, snr in enumerate(snrs):
+    for i, snr in enumerate(tqdm(snrs, desc='SNR points', disable=not show_progress, leave=False)):
         g, acc, seen = make_generator(seed * 1000 + i, device), {'psnr': [], 'mse': [], 'ssim': [], 'lpips': []}, 0
         kept = {'x': [], 'x_hat': [], 'y': []}
         for x, y in eval_batches(data, batch_size, max_groups, labels=True):
@@ -190,8 +192,7 @@ def load_for_eval(checkpoint: str | Path | dict,   # a kdd_train checkpoint file
                   *, data: str | None = None, data_path: str | Path | None = None, seed: int = 0,
                   batch_size: int = 64, device=None) -> tuple:  # (checkpoint dict, model in eval mode, test DataLoader)
     "Read a checkpoint once: its dict, the model it holds on `device`, and the fixed test grouping of `data` (None: best present)."
-    data = data or default_data(data_path)
-    if data not in DATASETS: raise ValueError(f"data must be one of {DATASETS}, got {data!r}.")
+    data = resolve_data(data, data_path)
     ck = open_checkpoint(checkpoint)
     model = build_from_checkpoint(ck).to(default_device(device)).eval()
     return ck, model, get_dls(data, model.n_users, batch_size, root=data_path, seed=seed).test
@@ -212,9 +213,10 @@ def eval_checkpoint(checkpoint: str | Path, *, channel: str | None = None, snrs_
                     classifier: str | None = 'auto',
                     loaded: tuple | None = None,   # `load_for_eval(...)` of this checkpoint, if the caller has it
                     precision: str = 'auto',       # inference precision: 'auto' | 'fp32' | 'bf16'
+                    show_progress: bool = False,   # a progress bar over the SNR points
                    ) -> dict:
     "Evaluate a `kdd_train` checkpoint on the fixed test grouping of `data`; returns a results dict."
-    data = data or default_data(data_path)
+    data = resolve_data(data, data_path)
     ck, model, test = loaded or load_for_eval(checkpoint, data=data, data_path=data_path, seed=seed,
                                               batch_size=batch_size, device=device)
     lpips_fn = None
@@ -225,11 +227,12 @@ def eval_checkpoint(checkpoint: str | Path, *, channel: str | None = None, snrs_
     clf_name = resolve_classifier(classifier, data)
     clf = zoo.load(clf_name, device=model_device(model)) if clf_name else None
     recs = evaluate(model, test, snrs_db, channel=channel, seed=seed, lpips_fn=lpips_fn, max_groups=max_groups, classifier=clf,
-                    precision=precision)
+                    precision=precision, show_progress=show_progress)
     n, channel = recs[0]['n'], channel or channel_name(model.channel.cfg.fading)   # None: the model's own channel
     stage = (ck.get('train_config') or {}).get('stage', '')
     run = str(checkpoint)[len(ZOO_PREFIX):] if str(checkpoint).startswith(ZOO_PREFIX) else Path(checkpoint).parent.name
-    return eval_results(name or f"{run}-{channel}", recs, model, channel=channel, seed=seed,
+    name = name or (run if run.endswith(f"-{channel}") else f"{run}-{channel}")   # zoo:x-awgn on awgn: x-awgn, once
+    return eval_results(name, recs, model, channel=channel, seed=seed,
                         data=f"{data} ({data_path or 'default path'}), fixed test grouping: {n} groups of {model.n_users}",
                         description=f"{stage or type(model).__name__} checkpoint {checkpoint}, {channel} channel",
                         checkpoint=checkpoint, ckpt=ck, classifier=clf_name or CIFARNET,
@@ -251,15 +254,16 @@ def kdd_eval(checkpoint: str = None,        # checkpoint written by kdd_train (b
              recon_snr: float = 10.,        # SNR in dB of the saved reconstructions
              device: str = None, # cpu | cuda (default: CUDA if available)
              precision: str = 'auto',       # auto (bf16 on CUDA and on CPUs with native bf16, else fp32) | fp32 | bf16
+             quiet: store_true = False,     # no progress bar (there is none either when stderr is not a terminal)
              debug: store_true = False):  # on an error, show the traceback instead of one line
     "Evaluate a checkpoint over an SNR sweep and write a results JSON."
     with cli_errors('kdd_eval', debug):
         if checkpoint is None: raise SystemExit("kdd_eval: pass --checkpoint PATH (a best.pt or last.pt written by kdd_train).")
-        data = data or default_data(data_path)
+        data = resolve_data(data, data_path)
         loaded = load_for_eval(checkpoint, data=data, data_path=data_path, seed=seed, device=device)   # read once, used twice
         res = eval_checkpoint(checkpoint, channel=channel, snrs_db=snrs, data=data, data_path=data_path, seed=seed,
                               max_groups=max_groups, use_lpips=lpips, name=name, loaded=loaded,
-                              classifier=classifier, precision=precision)
+                              classifier=classifier, precision=precision, show_progress=not quiet and sys.stderr.isatty())
         out = Path(out) if out else Path('results') / f"{res['name']}.json"
         res['command'] = shlex.join(['kdd_eval', *sys.argv[1:]])                     # as typed, to rerun it
         save_results(res, out)

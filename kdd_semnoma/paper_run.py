@@ -11,7 +11,7 @@ import torch
 from fastcore.script import call_parse, store_true
 from .core import atomic_write, cli_errors
 from .channel import fading_of
-from .data import default_data
+from .data import resolve_data
 from .deepjscc import get_config, flops_per_image
 from .train import train_config, train_stage, init_distributed, dist_info, TrainConfig
 from .evaluate import eval_checkpoint
@@ -107,7 +107,7 @@ def kdd_paper_run(budget_minutes: float = 60.,   # wall-clock training budget of
     with cli_errors('kdd_paper_run', debug):
         over = {k: v for k, v in dict(batch_size=batch_size, lr=lr).items() if v is not None}
         if no_compile: over['compile'] = False
-        s = paper_run(budget_minutes=budget_minutes, preset=preset, data=data or default_data(data_path),
+        s = paper_run(budget_minutes=budget_minutes, preset=preset, data=resolve_data(data, data_path),
                       data_path=data_path, out_dir=out_dir, fading=fading_of(channel), snrs_db=snrs, device=device, resume=resume,
                       show_progress=not quiet, **over)
         if dist_info()[0] == 0:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
-from .core import make_generator, default_device, autocast, resolve_precision
+from .core import make_generator, default_device, autocast, resolve_precision, graceful_stop, Preempted
 from .diffusion import (PriorConfig, make_unet, make_scheduler, save_prior, to_model, as_image_tensor,
                                    as_unit_float)
 
@@ -78,20 +78,22 @@ def train_prior(data,                              # images (N, 3, H, W) / uint8
     t_call, run = time.time(), []
     t_start = t_call - (history[-1]['time_s'] if history else 0.)     # history's time_s: training wall time over all calls
     pbar = tqdm(total=cfg.steps, initial=step, disable=not show_progress)
-    while step < cfg.steps:
-        for grp in opt.param_groups: grp['lr'] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
-        x = next(batches)
-        if cfg.flip: x = torch.where(torch.rand(len(x), 1, 1, 1, generator=g, device=device) < 0.5, x.flip(-1), x)
-        with autocast(device, prec): loss = prior_loss(unet, sch, x, generator=g, t_max=cfg.t_max)
-        opt.zero_grad(set_to_none=True); loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), cfg.grad_clip); opt.step()
-        decay = min(cfg.ema_decay, (1 + step) / (10 + step))                  # EMA warmup: short runs forget the init
-        with torch.no_grad(): torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1 - decay)
-        step += 1; run.append(loss.detach()); pbar.update(1)
-        if step % log_every == 0 or step == cfg.steps:
-            history.append({'step': step, 'loss': torch.stack(run).mean().item(), 'lr': opt.param_groups[0]['lr'],
-                            'time_s': round(time.time() - t_start, 2)}); run = []
-        if save_every and step % save_every == 0: save()
-        if max_minutes is not None and time.time() - t_call > 60 * max_minutes: break
-    pbar.close(); save()
+    with graceful_stop() as stop:                         # a stop signal: finish the step, save, raise Preempted
+        while step < cfg.steps:
+            for grp in opt.param_groups: grp['lr'] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+            x = next(batches)
+            if cfg.flip: x = torch.where(torch.rand(len(x), 1, 1, 1, generator=g, device=device) < 0.5, x.flip(-1), x)
+            with autocast(device, prec): loss = prior_loss(unet, sch, x, generator=g, t_max=cfg.t_max)
+            opt.zero_grad(set_to_none=True); loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), cfg.grad_clip); opt.step()
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))                  # EMA warmup: short runs forget the init
+            with torch.no_grad(): torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1 - decay)
+            step += 1; run.append(loss.detach()); pbar.update(1)
+            if step % log_every == 0 or step == cfg.steps or stop:
+                history.append({'step': step, 'loss': torch.stack(run).mean().item(), 'lr': opt.param_groups[0]['lr'],
+                                'time_s': round(time.time() - t_start, 2)}); run = []
+            if save_every and step % save_every == 0: save()
+            if stop or (max_minutes is not None and time.time() - t_call > 60 * max_minutes): break
+        pbar.close(); save()
+    if stop and step < cfg.steps: raise Preempted(stop.signum, state_file, step, resume_flag=None)   # rerunning resumes
     return history

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 from fastcore.script import call_parse, store_true
 from .core import default_device, atomic_write, cli_errors, make_generator, model_device
 from .channel import snr_grid
-from .data import get_dls, MultiUserDataset, cifar10_from_npz, default_data
+from .data import get_dls, MultiUserDataset, cifar10_from_npz, resolve_data
 from .metrics import save_results, load_results, records_to_table, make_results
 from .semnoma import build_from_checkpoint, decode, read_checkpoint
 from .train import train_config, train_stage
@@ -76,7 +76,7 @@ def train_quickstart(*, out_dir: str | Path | None = None, data: str | None = No
     "The --train pipeline: teacher, KD student, no-KD SemNOMA (teacher init) and OMA trained briefly; sweep AWGN SNRs; JSON, table, plot."
     t0 = time.time()
     out_dir = Path(out_dir) if out_dir is not None else Path('kdd_runs') / 'quickstart'
-    data, device = data or default_data(), default_device(device)
+    data, device = resolve_data(data), default_device(device)
     val_every = max(1, teacher_steps // 6)
     run_kd_gain(preset=preset, teacher_steps=teacher_steps, student_steps=student_steps, batch_size=batch_size,
                 val_every=val_every, data=data, out_dir=out_dir, snrs_db=tuple(snr_grid(snrs_db)), seed=seed, device=device,
@@ -159,7 +159,7 @@ def zoo_quickstart(*, out_dir: str | Path | None = None,   # default ./kdd_runs/
                    show_progress: bool = True) -> dict:    # {key: results dict, 'time_s', 'out_dir', 'data'}
     "Evaluate the zoo systems of `channel` on the best test data present; write JSON, figure, grid and summary."
     if channel not in ZOO_SYSTEMS: raise ValueError(f"channel must be one of {sorted(ZOO_SYSTEMS)}, got {channel!r}.")
-    t0, data = time.time(), data or default_data()
+    t0, data = time.time(), resolve_data(data)
     out_dir = Path(out_dir) if out_dir is not None else Path('kdd_runs') / 'quickstart'
     test, labels = test_groups(data, seed=seed, labels=True)                          # (N, 2, 3, H, W), (N, 2)
     use_clf = data in ('cifar10-npz', 'cifar10') and CIFARNET[len('zoo:'):] in available(root)
@@ -225,7 +225,7 @@ def kdd_quickstart(out_dir: str = 'kdd_runs/quickstart',  # output folder
                    debug: store_true = False):  # on an error, show the traceback instead of one line
     "Evaluate the zoo's KD-SemNOMA, SemNOMA, OMA and teacher (or train them with --train); write JSON, figures, summary."
     with cli_errors('kdd_quickstart', debug):
-        data = data or default_data()
+        data = resolve_data(data)
         out = Path(out_dir)
         if not train:
             docs = zoo_quickstart(out_dir=out, channel=channel, data=data, max_groups=max_groups or None, device=device or 'cpu',

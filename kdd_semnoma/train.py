@@ -5,6 +5,7 @@
 # %% ../nbs/09_train.ipynb #daca732b
 from __future__ import annotations
 import math, random, time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -15,9 +16,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from fastcore.script import call_parse, store_true
 from .core import (atomic_write, make_generator, model_device, default_device, runs_path, check_images, set_seed, cli_errors,
-                              autocast, PRECISIONS)
+                              autocast, PRECISIONS, graceful_stop, run_lock, Preempted, StopRequest)
 from .channel import ChannelConfig, sample_snr_db, fading_of
-from .data import get_dls, DATASETS, default_data
+from .data import get_dls, DATASETS, resolve_data
 from .deepjscc import get_config, OUT_ACTS
 from .semnoma import make_model, init_student_from_teacher, build_from_checkpoint, read_checkpoint
 from .kd import KDLoss, KDWeights, reference_crosskd_index
@@ -26,9 +27,10 @@ from .sweep import batch_images, psnr_table
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_KIND', 'BUDGET_FIELDS', 'INITS', 'LR_SCHEDULES', 'PRESETS', 'TrainConfig', 'train_config', 'lr_at',
            'build_model', 'make_optimizer', 'step_generator', 'rng_state', 'set_rng_state', 'dist_info',
-           'init_distributed', 'barrier', 'teacher_tail', 'freeze', 'train_step', 'validate', 'TrainState',
-           'update_early_stopping', 'save_checkpoint', 'load_model', 'check_resumable', 'rank_batches', 'epoch_loader',
-           'train_one_epoch', 'fit', 'StageResult', 'images_to_device', 'load_teacher', 'train_stage', 'kdd_train']
+           'init_distributed', 'barrier', 'agree_stop', 'teacher_tail', 'freeze', 'train_step', 'validate',
+           'TrainState', 'update_early_stopping', 'save_checkpoint', 'load_model', 'check_resumable', 'rank_batches',
+           'epoch_loader', 'train_one_epoch', 'fit', 'StageResult', 'images_to_device', 'load_teacher', 'train_stage',
+           'kdd_train']
 
 # %% ../nbs/09_train.ipynb #b2d058f1
 STAGES = ('teacher', 'student', 'semnoma', 'baseline')
@@ -88,9 +90,9 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES: raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
         if self.init is not None and self.init not in INITS: raise ValueError(f"init must be one of {INITS}, got {self.init!r}.")
         if self.stage == 'student' and self.init_from != 'teacher':
-            raise ValueError("stage 'student' (KD) starts from the teacher: use init='teacher' (--init teacher) or stage 'semnoma'.")
+            raise ValueError("stage 'student' (KD) starts from the teacher: pass --init teacher (init='teacher'), or train stage semnoma.")
         if self.stage in ('teacher', 'baseline') and self.init_from != 'scratch':
-            raise ValueError(f"stage {self.stage!r} has no teacher to start from: use init='scratch' (the default).")
+            raise ValueError(f"stage {self.stage!r} has no teacher to start from: drop --init or pass --init scratch (the default).")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -195,6 +197,14 @@ def barrier() -> None:
     import torch.distributed as dist
     if dist_info()[1] > 1: dist.barrier()
 
+def agree_stop(stop: StopRequest, time_up: bool, device=None) -> tuple:  # (signum, time_up), the same on every rank
+    "The stop signal any rank received (its number, 0: none) and rank 0's time-up flag, agreed by all_reduce MAX."
+    rank, world = dist_info()
+    if world == 1: return stop.signum, time_up
+    flags = torch.tensor([float(stop.signum), float(time_up and rank == 0)], device=device)
+    torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+    return int(flags[0].item()), bool(flags[1].item())
+
 # %% ../nbs/09_train.ipynb #192d2e4a
 def teacher_tail(teacher: torch.nn.Module, out, index: int) -> Callable:
     """The frozen teacher decoder after sequence element `index`, driven by the side information of `out`:
@@ -278,7 +288,7 @@ def check_resumable(ck: dict, cfg: TrainConfig, path: str | Path = 'checkpoint')
     if diff:
         what = ', '.join(f"{k}: checkpoint {getattr(old, k)!r} vs now {getattr(cfg, k)!r}" for k in diff)
         raise ValueError(f"{path} was written by a different run ({what}). Resume with the same preset and settings, "
-                         "or start a fresh run in another out_dir.")
+                         "or start a fresh run in another --out_dir.")
 
 # %% ../nbs/09_train.ipynb #fc216fd2
 def rank_batches(n_groups: int, batch_size: int, start: int = 0, *, rank: int = 0, world: int = 1) -> list:
@@ -319,13 +329,19 @@ def fit(model: torch.nn.Module, dls, cfg: TrainConfig,   # dls: data.DataLoaders
         teacher_path: str | None = None,                 # recorded in the checkpoints
         resume: bool = False,                            # continue the run in out_dir from last.pt
         show_progress: bool = True) -> list:             # history: one dict per validation
-    "Train `model` on `dls.train` with validation on `dls.valid`, checkpointing to `out_dir`."
-    out_dir = Path(out_dir); last = out_dir / 'last.pt'
+    "Train `model` on `dls.train` with validation on `dls.valid`, checkpointing to `out_dir`; a stop signal raises `Preempted`."
+    with run_lock(out_dir) if dist_info()[0] == 0 else nullcontext(), graceful_stop() as stop:   # rank 0 writes
+        return _fit(model, dls, cfg, out_dir=Path(out_dir), teacher=teacher, teacher_path=teacher_path, resume=resume,
+                    show_progress=show_progress, stop=stop)
+
+def _fit(model, dls, cfg, *, out_dir: Path, teacher, teacher_path, resume, show_progress, stop: StopRequest) -> list:
+    "The body of `fit`, holding the run folder's lock, with `stop` set by a stop signal."
+    last = out_dir / 'last.pt'
     loss_fn = KDLoss(cfg.loss_weights, crosskd_index=cfg.crosskd_at)
     if loss_fn.weights.needs_teacher:
         if teacher is None:
             raise ValueError("stage 'student' distils from a teacher: "
-                             "pass teacher= (a trained teacher model, e.g. train.load_model(path)).")
+                             "pass --teacher (in Python: fit(..., teacher=train.load_model(path))).")
         freeze(teacher)
     opt = make_optimizer(model, cfg)
     state = TrainState()
@@ -336,7 +352,7 @@ def fit(model: torch.nn.Module, dls, cfg: TrainConfig,   # dls: data.DataLoaders
         state = TrainState(ck['step'], ck['best'], ck['bad'], ck['stopped'], ck['history'], ck['acc'], ck['time_s'])
     elif last.exists():
         raise FileExistsError(f"{out_dir} already holds a run (last.pt): "
-                              "pass resume=True (--resume) to continue it, or use another out_dir.")
+                              "pass --resume (resume=True) to continue it, or use another --out_dir.")
     ds = dls.train.dataset
     n_batches = len(ds) // cfg.batch_size
     net = model
@@ -347,7 +363,7 @@ def fit(model: torch.nn.Module, dls, cfg: TrainConfig,   # dls: data.DataLoaders
     if n_batches == 0: raise ValueError(f"{len(ds)} training groups are fewer than batch_size={cfg.batch_size}: lower the batch size.")
     total = min(cfg.epochs * n_batches, cfg.max_steps or math.inf)
     val_every, t0 = cfg.val_every or n_batches, time.time() - state.time_s
-    deadline, out_of_time = (time.time() + 60 * cfg.max_minutes) if cfg.max_minutes else math.inf, [False]
+    deadline, out_of_time, signum = (time.time() + 60 * cfg.max_minutes) if cfg.max_minutes else math.inf, [False], [0]
     if cfg.compile:                      # in place: the state-dict keys stay those of the plain modules
         for m in [getattr(model, 'encoder', None), *getattr(model, 'decoders', [])]:
             if m is not None: m.compile()
@@ -356,18 +372,14 @@ def fit(model: torch.nn.Module, dls, cfg: TrainConfig,   # dls: data.DataLoaders
         if rank == 0: save_checkpoint(path, model, cfg, state, opt if with_opt else None, teacher=teacher_path)
         barrier()
 
-    def time_is_up() -> bool:           # rank 0 decides, so that every rank stops at the same step
-        flag = torch.tensor([float(time.time() >= deadline)],
-                            device=model_device(model) if world > 1 and model_device(model).type == 'cuda' else 'cpu')
-        if world > 1: torch.distributed.broadcast(flag, 0)
-        return bool(flag.item())
+    flag_device = model_device(model) if world > 1 and model_device(model).type == 'cuda' else 'cpu'   # NCCL needs CUDA
 
-    def after_step() -> bool:            # True: stop (time budget spent)
-        out_of_time[0] = cfg.max_minutes > 0 and time_is_up()
+    def after_step() -> bool:            # True: stop (time budget spent or a stop signal), agreed by every rank
+        signum[0], out_of_time[0] = agree_stop(stop, time.time() >= deadline, flag_device)
         if state.step % val_every and state.step < total and not out_of_time[0]:
-            if cfg.ckpt_every and state.step % cfg.ckpt_every == 0:
+            if signum[0] or (cfg.ckpt_every and state.step % cfg.ckpt_every == 0):
                 state.time_s = time.time() - t0; save(last)
-            return False
+            return bool(signum[0])
         n = state.acc.pop('n'); rec = {'step': state.step, 'epoch': (state.step - 1) // n_batches}
         rec.update({f'train_{k}': v / n for k, v in state.acc.items()}); state.acc = {}
         rec.update({f'val_{k}': v for k, v in validate(model, dls.valid, snrs_db=cfg.val_snr_db, seed=cfg.seed,
@@ -375,13 +387,14 @@ def fit(model: torch.nn.Module, dls, cfg: TrainConfig,   # dls: data.DataLoaders
         rec['time_s'] = state.time_s = time.time() - t0; state.history.append(rec)
         if update_early_stopping(state, rec['val_psnr'], cfg.patience): save(out_dir / 'best.pt', with_opt=False)
         save(last)
-        return out_of_time[0]
+        return out_of_time[0] or bool(signum[0])
 
     with tqdm(total=total, initial=state.step, disable=not show_progress or rank > 0, desc=cfg.stage) as pbar:
-        while state.step < total and not state.stopped and not out_of_time[0]:
+        while state.step < total and not state.stopped and not out_of_time[0] and not signum[0]:
             loader = epoch_loader(ds, state.step // n_batches, state.step % n_batches, cfg)
             train_one_epoch(net, loader, opt, loss_fn, cfg, state=state, total=total, teacher=teacher,
                             after_step=after_step, pbar=pbar)
+    if signum[0] and state.step < total and not state.stopped and not out_of_time[0]: raise Preempted(signum[0], last, state.step)
     return state.history
 
 # %% ../nbs/09_train.ipynb #a54770e5
@@ -404,7 +417,7 @@ def load_teacher(path: str | Path, cfg: TrainConfig, *, device=None) -> torch.nn
     "Load a teacher checkpoint for `cfg`, checking that its preset and K match."
     ck = read_checkpoint(path)
     tc = TrainConfig.from_dict(ck['train_config'])
-    if tc.stage != 'teacher': raise ValueError(f"{path} holds a {tc.stage!r} run, not a teacher: pass the teacher's best.pt.")
+    if tc.stage != 'teacher': raise ValueError(f"{path} holds a {tc.stage!r} run, not a teacher: pass --teacher the teacher's best.pt.")
     for k in ('preset', 'n_users'):
         if getattr(tc, k) != getattr(cfg, k):
             raise ValueError(f"teacher {path} was trained with {k}={getattr(tc, k)!r} but this run uses {k}={getattr(cfg, k)!r}: "
@@ -433,12 +446,12 @@ def train_stage(cfg: TrainConfig, *, data: str = 'tiles', data_path: str | Path 
     if cfg.init_from == 'teacher':
         if teacher is None:
             raise ValueError(f"stage {cfg.stage!r} with init 'teacher' starts from a trained teacher: "
-                             "pass teacher= the teacher's best.pt (--teacher).")
+                             "pass --teacher the teacher's best.pt.")
         t_model = load_teacher(teacher, cfg, device=device)
         if not resume: init_student_from_teacher(model, t_model)
     elif teacher is not None and cfg.stage != 'teacher':
         raise ValueError(f"stage {cfg.stage!r} with init 'scratch' uses no teacher: "
-                         "drop teacher= (--teacher) or set init='teacher' (--init teacher).")
+                         "drop --teacher, or pass --init teacher.")
     hist = fit(model, dls, cfg, out_dir=out_dir, teacher=t_model if cfg.stage == 'student' else None,
                teacher_path=str(teacher) if teacher else None, resume=resume, show_progress=show_progress)
     return StageResult(model, hist, out_dir)
@@ -475,7 +488,7 @@ def kdd_train(stage: str,                  # teacher | student (KD) | semnoma (n
                     crosskd_index=crosskd_index)
         cfg = train_config(stage, preset, **{k: v for k, v in over.items() if v is not None})
         device = init_distributed(device)                        # under torchrun: join the group, one device per rank
-        res = train_stage(cfg, data=data or default_data(data_path), data_path=data_path, out_dir=out_dir, teacher=teacher, resume=resume,
+        res = train_stage(cfg, data=resolve_data(data, data_path), data_path=data_path, out_dir=out_dir, teacher=teacher, resume=resume,
                           device=device, download=download, show_progress=not quiet)
         last = res.history[-1] if res.history else {}
         rank, world = dist_info()

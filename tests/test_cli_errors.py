@@ -11,8 +11,8 @@ MODULES = {"kdd_eval": "evaluate", "kdd_plot": "evaluate", "kdd_train": "train",
            "kdd_quickstart": "quickstart"}
 
 
-def cli(fn, *args, cwd):
-    env = dict(os.environ, MPLBACKEND="Agg", KDD_SEMNOMA_HOME=str(Path(cwd) / "home"))
+def cli(fn, *args, cwd, env=None):
+    env = dict(os.environ, MPLBACKEND="Agg", KDD_SEMNOMA_HOME=str(Path(cwd) / "home"), **(env or {}))
     script = Path(cwd) / f"{fn}_cli.py"                       # as the installed entry point runs it
     script.write_text(f"import sys; from kdd_semnoma.{MODULES[fn]} import {fn}; sys.exit({fn}())")
     return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
@@ -93,11 +93,40 @@ def test_wrong_data_path_names_the_given_path(files):
     one_line_error(r, "kdd_eval", str(files / "nowhere"), "--data_path")
 
 
+@pytest.mark.parametrize("fn,args", [("kdd_eval", ["--checkpoint", "zoo:kd-semnoma-cifar10-awgn", "--snrs", "10"]),
+                                     ("kdd_train", ["teacher", "--preset", "tiny", "--max_steps", "1"]),
+                                     ("kdd_train", ["teacher", "--preset", "tiny", "--max_steps", "1", "--data", "tiles"]),
+                                     ("kdd_refine", ["--prior", "p", "--inputs", "zoo:kd-semnoma-cifar10-awgn"])])
+def test_a_missing_data_path_is_an_error_not_the_tiles(files, fn, args):
+    "--data_path that does not exist names the path and the layout; it never falls back to the photo tiles."
+    r = cli(fn, *args, "--data_path", files / "nonexistent", cwd=files)
+    one_line_error(r, fn, f"--data_path {files / 'nonexistent'} does not exist", "cifar10/train_jpeg_q75.npz", "--data tiles")
+    assert "README" not in r.stderr
+
+
+def test_a_data_path_without_data_is_an_error(files):
+    (files / "emptydata").mkdir(exist_ok=True)
+    r = cli("kdd_eval", "--checkpoint", files / "best.pt", "--data_path", files / "emptydata", cwd=files)
+    one_line_error(r, "kdd_eval", f"--data_path {files / 'emptydata'} holds no data the kit recognises",
+                   "cifar10/cifar-10-batches-py/", "--data folder")
+
+
+def test_a_missing_kdd_semnoma_data_is_an_error(files):
+    env = {"KDD_SEMNOMA_DATA": str(files / "gone")}
+    r = cli("kdd_eval", "--checkpoint", files / "best.pt", "--snrs", "10", cwd=files, env=env)
+    one_line_error(r, "kdd_eval", f"KDD_SEMNOMA_DATA {files / 'gone'} does not exist", "unset KDD_SEMNOMA_DATA")
+    r = cli("kdd_quickstart", "--max_groups", "1", cwd=files, env=env)
+    one_line_error(r, "kdd_quickstart", f"KDD_SEMNOMA_DATA {files / 'gone'} does not exist")
+    r = cli("kdd_eval", "--checkpoint", files / "best.pt", "--data", "cifar10-npz", "--snrs", "10", cwd=files,
+            env={"KDD_SEMNOMA_DATA": ""})                                # unset: the message says so
+    one_line_error(r, "kdd_eval", "KDD_SEMNOMA_DATA (now unset)", "--data_path")
+
+
 def test_train_errors(files):
     one_line_error(cli("kdd_train", "teacher", "--preset", "huge", cwd=files), "kdd_train", "unknown training preset")
     one_line_error(cli("kdd_train", "student", "--preset", "tiny", "--data", "tiles", "--out_dir", files / "s", cwd=files),
                    "kdd_train", "--teacher")
-    one_line_error(cli("kdd_train", "teacher", "--preset", "tiny", "--init", "teacher", cwd=files), "kdd_train", "init='scratch'")
+    one_line_error(cli("kdd_train", "teacher", "--preset", "tiny", "--init", "teacher", cwd=files), "kdd_train", "--init scratch")
 
 
 def test_quickstart_and_refine_errors(files):

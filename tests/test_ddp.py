@@ -24,7 +24,8 @@ if crash:                                                              # rank 1 
     T.train_step = train_step
 dev = T.init_distributed('cpu')
 cfg = T.train_config('teacher', 'tiny', max_steps=int(sys.argv[2]), batch_size=8, snr_low=60., snr_high=60.,
-                     val_every=2, val_groups=8, lr=1e-3)
+                     val_every=2, val_groups=8, lr=1e-3,
+                     precision='fp32')   # the comparison with one process is exact maths: no bf16 autocast
 T.train_stage(cfg, data='tiles', out_dir=sys.argv[1], device=dev, show_progress=False, resume=sys.argv[3:] == ['resume'])
 '''
 

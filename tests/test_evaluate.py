@@ -43,6 +43,15 @@ def test_kdd_eval_and_plot_cli(teacher_ckpt, tmp_path):
     assert (tmp_path / "plot.png").stat().st_size > 1000
 
 
+def test_kdd_eval_default_name_says_the_channel_once(tmp_path):
+    "zoo:kd-semnoma-cifar10-awgn on its own channel writes results/kd-semnoma-cifar10-awgn.json, not ...-awgn-awgn.json."
+    r = _cli("kdd_eval", ["--checkpoint", "zoo:kd-semnoma-cifar10-awgn", "--data", "tiles", "--snrs", "10", "--max_groups", "2",
+                          "--classifier", "none", "--device", "cpu"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["kd-semnoma-cifar10-awgn.json"]
+    assert "SNR points" not in r.stderr                                   # not a terminal: no progress bar
+
+
 def test_kdd_eval_errors(teacher_ckpt, tmp_path):
     r = _cli("kdd_eval", ["--checkpoint", str(tmp_path / "missing.pt"), "--data", "tiles"], tmp_path)
     assert r.returncode != 0 and "no checkpoint at" in r.stderr
