@@ -80,6 +80,10 @@ def model_device(model: torch.nn.Module) -> torch.device:
 # %% ../nbs/00_core.ipynb #93a1d745
 PRECISIONS = ('auto', 'fp32', 'bf16')
 
+def _read_text(path: str) -> str:
+    try: return Path(path).read_text()
+    except OSError: return ''
+
 def cpu_flags() -> set:
     "The CPU feature flags the OS reports (Linux /proc/cpuinfo; empty elsewhere)."
     return {f for line in _read_text('/proc/cpuinfo').splitlines() if line.startswith('flags') for f in line.split(':', 1)[1].split()}
@@ -111,10 +115,6 @@ def cpu_info() -> dict:
     flags = cpu_flags()
     return dict(cpu_model=model, cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
                 bf16_flags=sorted(f for f in flags if 'bf16' in f or f.startswith('amx')), native_bf16=cpu_native_bf16(flags))
-
-def _read_text(path: str) -> str:
-    try: return Path(path).read_text()
-    except OSError: return ''
 
 # %% ../nbs/00_core.ipynb #cc76833c
 def kdd_home() -> Path:

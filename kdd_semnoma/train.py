@@ -122,7 +122,8 @@ class TrainConfig:
 
 # %% ../nbs/09_train.ipynb #4353c177
 PRESETS = {
-    'tiny': TrainConfig(preset='tiny', batch_size=4, max_steps=4, lr=1e-3, val_every=2, val_snr_db=(10.,)),
+    'tiny': TrainConfig(preset='tiny', batch_size=4, epochs=1000, max_steps=4, lr=1e-3, val_every=2, val_snr_db=(10.,),
+                        val_groups=16),   # max_steps binds (not one epoch of the tiles); validation on 16 groups stays cheap
     'cpu-small': TrainConfig(preset='cpu-small', batch_size=32, epochs=100, max_steps=3000, val_every=500,   # max_steps binds
                              lr=5e-4, lr_schedule='cosine', warmup_steps=100, val_snr_db=(0., 10., 20.), val_groups=256),
     'paper': TrainConfig(preset='paper', batch_size=64, epochs=200, val_every=0, patience=20, num_workers=4),

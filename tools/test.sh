@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every test of the kit: the notebooks (nbdev_test) and tests/ (pytest).
-# Ends with one line "N passed, N failed" (notebooks count one test each).
+# Ends with one line "N passed, N failed, N skipped" (notebooks count one test each; deselected counts on the line above).
 # Real-data cells/tests run when $KDD_SEMNOMA_DATA points at a data folder (see ../shared/data/README.md).
 # Extra notebook flags: KDD_TEST_FLAGS="slow cuda" bash tools/test.sh
 set -u
@@ -29,10 +29,12 @@ python -m pytest tests -q -m "$marks" -p no:cacheprovider 2>&1 | tee "$log"
 py_rc=${PIPESTATUS[0]}
 summary=$(tail -n 1 "$log")
 py_passed=$(echo "$summary" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
+py_skipped=$(echo "$summary" | grep -oE '[0-9]+ skipped' | grep -oE '[0-9]+' || echo 0)
+py_deselected=$(echo "$summary" | grep -oE '[0-9]+ deselected' | grep -oE '[0-9]+' || echo 0)
 py_failed=$(echo "$summary" | grep -oE '[0-9]+ (failed|error|errors)' | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
 [ -z "$py_failed" ] && py_failed=0
 if [ "$py_rc" -ne 0 ] && [ "$py_rc" -ne 5 ] && [ "$py_failed" -eq 0 ]; then py_failed=1; fi
 rm -f "$log"
-echo "notebooks: $nb_passed passed, $nb_failed failed; pytest: $py_passed passed, $py_failed failed"
-echo "$((nb_passed + py_passed)) passed, $((nb_failed + py_failed)) failed"
+echo "notebooks: $nb_passed passed, $nb_failed failed; pytest: $py_passed passed, $py_failed failed, $py_skipped skipped, $py_deselected deselected (-m \"$marks\")"
+echo "$((nb_passed + py_passed)) passed, $((nb_failed + py_failed)) failed, $py_skipped skipped"
 [ "$nb_rc" -eq 0 ] && { [ "$py_rc" -eq 0 ] || [ "$py_rc" -eq 5 ]; }
