@@ -23,7 +23,8 @@ nbdev_docs does: `#| hide` and `#| include: false` cells are dropped, `#| echo: 
 `#| output: false` the outputs, `#| output: asis` turns the printed text into a Markdown output, and `#| ...`
 lines are not shown. A bare `|` inside `$...$` in a Markdown table row is written `\\vert` (it would split the
 row). Markdown images (e.g. ../results/*.png) are copied into the site when they lie inside the repository. Widget
-outputs (they need a live kernel) become a one-line note; the static figure the cell also displays stays.
+outputs (they need a live kernel) become a one-line note; the static figure the cell also displays stays. Stream
+outputs that only hold terminal control sequences (a progress bar clearing its line) are dropped.
 
 An existing --out folder is replaced only when it holds a site built by this tool (its manifest.json says so); it is
 written only once the whole site has built. Errors are one line on stderr and exit status 1.
@@ -48,6 +49,7 @@ WIDGET = 'application/vnd.jupyter.widget-view+json'
 MD_IMAGE_SRC = re.compile(r'(!\[[^\]]*\]\(\s*|<img\b[^>]*?\bsrc=")([^)\s"]+)([^)]*\)|")', re.I)
 TABLE_MATH = re.compile(r'(?<!\\)\$[^$]+\$')  # inline math in a table row: its bare | would split the cells
 DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
+ANSI = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]')  # terminal control sequences (progress bars clearing their line)
 WIDGET_NOTE = ('<p class="site-widget-note">[an interactive widget: run this notebook in Jupyter to use it; '
                'the static figure above shows its first view]</p>')
 
@@ -102,10 +104,11 @@ def asis(outputs: list) -> list:
 
 
 def no_widgets(outputs: list) -> list:
-    "Widget views need a live kernel: each becomes a one-line note."
+    "Widget views need a live kernel: each becomes a one-line note. Streams that only cleared a progress bar go."
     from nbformat.v4 import new_output
     out = []
     for o in outputs:
+        if o.get('output_type') == 'stream' and not ANSI.sub('', o.get('text', '')).strip(): continue
         if WIDGET in o.get('data', {}):
             o = new_output('display_data', data={'text/html': WIDGET_NOTE})
         out.append(o)
