@@ -211,8 +211,11 @@ def read_notebooks(nbs_dir: Path) -> list:
 
 def sphinx(src: Path, html: Path, doctrees: Path, verbose: bool) -> list:
     "Run Sphinx (2 processes); its warnings."
-    from sphinx.application import Sphinx
-    from sphinx.util.docutils import docutils_namespace, patch_docutils
+    try:
+        import myst_nb, sphinx_book_theme  # noqa: F401  (loaded by conf.py; missing ones are reported here in one line)
+        from sphinx.application import Sphinx
+        from sphinx.util.docutils import docutils_namespace, patch_docutils
+    except ImportError as e: raise BuildError(f'{e.name} is not installed: pip install -e ".[dev]"')
     log, warn = (sys.stdout, sys.stderr) if verbose else (io.StringIO(), io.StringIO())
     try:
         with patch_docutils(CONF), docutils_namespace():
@@ -282,6 +285,9 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt:
         print('build_site: interrupted', file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f'build_site: error: {e.filename or ""}: {e.strerror or e}', file=sys.stderr)
         return 1
     n_fig = sum(p['figures'] for p in pages)
     note = f', {len(warnings)} Sphinx warnings (--verbose shows them)' if warnings else ''
