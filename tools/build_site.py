@@ -1,101 +1,57 @@
 #!/usr/bin/env python3
-"""Render the executed notebooks as a static HTML site that needs no network to display.
+"""Render the executed notebooks as a static HTML site, with Sphinx + myst-nb, that needs no network to display.
 
-    python tools/build_site.py [--out _site] [--nbs nbs]
+    python tools/build_site.py [--out _site] [--nbs nbs] [--verbose]
+
+Why Sphinx + myst-nb (with sphinx-book-theme): it renders a notebook from its committed outputs (nothing is
+executed: `nb_execution_mode = "off"`), parses Markdown outputs (nbdev's `#| output: asis`) and Markdown cells as
+MyST with `$...$`/`$$...$$` maths, reads the package's docstrings for the API reference (autodoc), builds a search
+index that works from file://, and its book theme is the textbook layout (sidebar of chapters, previous/next, page
+contents). mkdocs-jupyter converts through nbconvert and needs a separate plugin for each of these. The maths is
+typeset in the browser by the MathJax 3 copy that the `sphinx-mathjax-offline` package ships (its SVG output,
+which needs no web fonts); no page loads anything from the network.
 
 Every notebook in nbs/ (index.ipynb first, then the others in name order; names starting with `_` are skipped)
-becomes one page, converted with nbconvert's HTMLExporter from its committed outputs (nothing is executed).
-`index.ipynb` becomes `index.html`, the home page: the rendered index notebook with a table of contents that
-links every notebook page in order under its title (the notebook's first markdown `# ` heading). Each page has a
-nav bar (home / previous / next). `manifest.json` lists the pages: file, notebook, title, `figures` (the outputs
-shown as images: image/png, image/svg+xml, ...) and `images` (every <img> the page holds: those figures plus the
-images of the markdown cells).
+becomes one page, `X.ipynb` -> `X.html`; `index.html` is the home page and ends with the contents (every notebook
+page in order under its title, the notebook's first Markdown `# ` heading). `api.html` is the API reference (one
+section per module, in notebook order, linked to its notebook), `search.html` the search page. `manifest.json`
+lists the notebook pages: file, notebook, title, `figures` (the outputs shown as images: image/png, image/svg+xml,
+...) and `images` (those figures plus the images of the Markdown cells), and `api`/`search`.
 
-Offline by construction: figures and markdown images are embedded as data: URIs, the CSS is inlined, and the
-template drops nbconvert's remote scripts (require.js, MathJax, mermaid, widget manager). LaTeX is therefore left
-as its `$...$` source text (no MathJax offline); JavaScript and widget outputs show a one-line note instead (they
-need a live kernel). The only script on a page is a small inline one that, once the page has loaded, records on
-<body> how many images decoded (`data-images-decoded`) and how many did not (`data-images-broken`); the site test
-reads these from the rendered DOM.
+The notebooks are staged (copied, never changed) before Sphinx reads them, with nbdev's directives applied as
+nbdev_docs does: `#| hide` and `#| include: false` cells are dropped, `#| echo: false` hides the source,
+`#| output: false` the outputs, `#| output: asis` turns the printed text into a Markdown output, and `#| ...`
+lines are not shown. A bare `|` inside `$...$` in a Markdown table row is written `\\vert` (it would split the
+row). Markdown images (e.g. ../results/*.png) are copied into the site when they lie inside the repository. Widget
+outputs (they need a live kernel) become a one-line note; the static figure the cell also displays stays. Stream
+outputs that only hold terminal control sequences (a progress bar clearing its line) are dropped.
 
-nbdev directives are honoured as nbdev_docs does: `#| hide` cells are dropped, `#| echo: false` hides the code,
-and `#| ...` directive lines are not shown. Links to `X.ipynb` in markdown point at `X.html`. A bare `|` inside
-`$...$` in a markdown table row is written `\\vert` (nbconvert would split the row there and show the whole table as
-a paragraph). Markdown images (e.g. ../results/*.png) are embedded when they lie inside the repository.
-
-The output is deterministic (same notebooks, same bytes). An existing --out folder is reused only when it holds a
-site built by this tool (its old pages are removed first); it is written only once every page has rendered. Errors
-are one line on stderr and exit status 1.
+An existing --out folder is replaced only when it holds a site built by this tool (its manifest.json says so); it is
+written only once the whole site has built. Errors are one line on stderr and exit status 1.
 """
-import argparse, base64, copy, json, mimetypes, re, sys, time
-from html import escape
+import argparse, copy, io, json, re, shutil, sys, tempfile, time
 from pathlib import Path
 from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / 'tools' / 'site'  # Sphinx's conf.py and static files
+GENERATOR = 'tools/build_site.py'
 
 
 class BuildError(Exception):
     "An error reported as one line, without a traceback."
 
 
-TEMPLATE = r"""{%- extends 'index.html.j2' -%}
-{%- block html_head_js -%}{%- endblock html_head_js -%}
-{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
-{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
-{%- block extra_css -%}
-<style type="text/css">
-nav.site-nav { position: sticky; top: 0; z-index: 10; display: flex; gap: 1.5em; padding: 6px 12px;
-  background: #f3f4f6; border-bottom: 1px solid #d1d5db; font-family: var(--jp-ui-font-family, sans-serif); font-size: 14px; }
-nav.site-nav a { text-decoration: none; color: #1d4ed8; }
-nav.site-nav .site-disabled { color: #9ca3af; }
-nav.site-toc { margin: 1em var(--jp-notebook-padding, 10px); padding: 0.5em 1.5em; border: 1px solid #d1d5db; border-radius: 4px;
-  font-family: var(--jp-ui-font-family, sans-serif); }
-nav.site-toc h2 { font-size: 1.2em; margin: 0.4em 0; }
-nav.site-toc code { color: #6b7280; font-size: 0.85em; }
-.site-omitted { font-style: italic; color: #6b7280; padding: 4px 8px; }
-</style>
-{%- endblock extra_css -%}
-{%- block body_header -%}
-{{ super() }}
-{{ resources.site.nav }}
-{{ resources.site.toc }}
-{%- endblock body_header -%}
-{% block input %}
-{#- as lab's, without bleach-cleaning pygments' own (escaped) markup: that took half the build time -#}
-<div class="jp-CodeMirrorEditor jp-Editor jp-InputArea-editor" data-type="inline">
-     <div class="cm-editor cm-s-jupyter">
-{{ cell.source | highlight_code(metadata=cell.metadata) }}
-     </div>
-</div>
-{%- endblock input %}
-{%- block data_javascript scoped -%}
-<div class="jp-OutputArea-output site-omitted">[a JavaScript output: open the notebook in Jupyter to see it]</div>
-{%- endblock data_javascript -%}
-{%- block data_widget_view scoped -%}
-<div class="jp-OutputArea-output site-omitted">[an interactive widget: open the notebook in Jupyter to use it]</div>
-{%- endblock data_widget_view -%}
-{%- block footer_js -%}
-<script>
-window.addEventListener('load', function () {
-  var ok = 0, bad = 0;
-  for (var i = 0; i < document.images.length; i++) {
-    var im = document.images[i];
-    if (im.complete && im.naturalWidth > 0) ok++; else bad++;
-  }
-  document.body.setAttribute('data-images-decoded', ok);
-  document.body.setAttribute('data-images-broken', bad);
-});
-</script>
-{%- endblock footer_js -%}
-"""
-
 IMAGE_TYPES = {'image/png', 'image/svg+xml', 'image/jpeg', 'image/gif'}
+MIME_ORDER = ['application/vnd.jupyter.widget-view+json', 'text/html', 'image/svg+xml', 'image/png', 'image/jpeg', 'image/gif',
+              'text/markdown', 'text/latex', 'text/plain']  # myst-nb's HTML priority: the first present is shown
+WIDGET = 'application/vnd.jupyter.widget-view+json'
 MD_IMAGE_SRC = re.compile(r'(!\[[^\]]*\]\(\s*|<img\b[^>]*?\bsrc=")([^)\s"]+)([^)]*\)|")', re.I)
-MD_IMAGE = re.compile(r'!\[[^\]]*\]\([^)\s]+(?:\s+"[^"]*")?\)|<img\s', re.I)
 TABLE_MATH = re.compile(r'(?<!\\)\$[^$]+\$')  # inline math in a table row: its bare | would split the cells
 DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
+ANSI = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]')  # terminal control sequences (progress bars clearing their line)
+WIDGET_NOTE = ('<p class="site-widget-note">[an interactive widget: run this notebook in Jupyter to use it; '
+               'the static figure above shows its first view]</p>')
 
 
 def title_of(nb, fallback: str) -> str:
@@ -116,96 +72,122 @@ def directives(src: str) -> dict:
     return out
 
 
-def embed(src: str, where: Path) -> str:
-    "A markdown image's `src` as a data: URI (nbconvert embeds only files under the notebook folder; ../results is outside)."
-    if re.match(r'^[a-z][\w+.-]*:', src, re.I): return src  # data:, http:, attachment: ... left to nbconvert
+def stage_image(src: str, where: Path, stage: Path) -> str:
+    "A Markdown image's `src`, copied under `stage`/_repo/ (Sphinx reads only its source folder); its new relative src."
+    if src.startswith(('data:', 'attachment:')): return src
+    if re.match(r'^[a-z][\w+.-]*:|^//', src, re.I): raise BuildError(f'the image {src!r} would load from the network')
     f = (where / unquote(src)).resolve()
-    if not f.is_file() or not f.is_relative_to(where.parent.resolve()): return src  # reported as not embedded
-    mime = mimetypes.guess_type(f.name)[0] or 'application/octet-stream'
-    return f'data:{mime};base64,' + base64.b64encode(f.read_bytes()).decode('ascii')
+    repo = where.parent.resolve()
+    if not f.is_file() or not f.is_relative_to(repo): raise BuildError(f'the image {src!r} could not be found in the repository')
+    rel = Path('_repo') / f.relative_to(repo)
+    (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(f, stage / rel)
+    return rel.as_posix()
 
 
-def markdown(src: str, stems: set, where: Path) -> str:
-    "A markdown cell's source for the page: table-row math without bare |, images embedded, links to notebooks -> pages."
+def markdown(src: str, where: Path, stage: Path) -> str:
+    "A markdown cell's source for the page: table-row math without bare |, images staged."
     def no_bar(m): return re.sub(r'(?<!\\)\|', r'\\vert ', m.group(0))
-    def page(m): return '](' + m.group(1) + ('.html' if m.group(1) in stems else '.ipynb') + (m.group(2) or '') + ')'
     src = '\n'.join(TABLE_MATH.sub(no_bar, ln) if ln.lstrip().startswith('|') else ln for ln in src.split('\n'))
-    src = MD_IMAGE_SRC.sub(lambda m: m.group(1) + embed(m.group(2), where) + m.group(3), src)
-    return re.sub(r'\]\(([\w.-]+)\.ipynb(#[^)]*)?\)', page, src)
+    return MD_IMAGE_SRC.sub(lambda m: m.group(1) + stage_image(m.group(2), where, stage) + m.group(3), src)
 
 
-def prepare(nb, stems: set, where: Path):
-    "A copy of `nb` as the page shows it: nbdev directives applied, images embedded, .ipynb links pointed at the pages."
+def asis(outputs: list) -> list:
+    "nbdev's `#| output: asis`: what the cell printed is Markdown."
+    from nbformat.v4 import new_output
+    out, text = [], ''
+    for o in outputs:
+        if o.get('output_type') == 'stream' and o.get('name') == 'stdout': text += o.get('text', '')
+        else: out.append(o)
+    md = new_output('display_data', data={'text/markdown': text})
+    return ([md] if text.strip() else []) + out
+
+
+def no_widgets(outputs: list) -> list:
+    "Widget views need a live kernel: each becomes a one-line note. Streams that only cleared a progress bar go."
+    from nbformat.v4 import new_output
+    out = []
+    for o in outputs:
+        if o.get('output_type') == 'stream' and not ANSI.sub('', o.get('text', '')).strip(): continue
+        if WIDGET in o.get('data', {}):
+            o = new_output('display_data', data={'text/html': WIDGET_NOTE})
+        out.append(o)
+    return out
+
+
+def prepare(nb, where: Path, stage: Path):
+    "A copy of `nb` as the page shows it: nbdev directives applied, widgets replaced, images staged."
     nb = copy.deepcopy(nb)
+    nb.metadata.pop('widgets', None)  # myst-nb would load the widget manager from a CDN for them
     cells = []
     for c in nb.cells:
         if c.cell_type == 'code':
             d = directives(c.source)
-            if 'hide' in d: continue
-            if d.get('echo') == 'false': c.metadata.setdefault('transient', {})['remove_source'] = True
+            if 'hide' in d or d.get('include') == 'false': continue
+            tags = c.metadata.setdefault('tags', [])
+            if d.get('echo') == 'false': tags.append('remove-input')
+            if d.get('output') == 'false': tags.append('remove-output')
+            if d.get('output') == 'asis': c.outputs = asis(c.outputs)
+            c.outputs = no_widgets(c.outputs)
             c.source = '\n'.join(ln for ln in c.source.splitlines() if not DIRECTIVE.match(ln)).strip('\n')
-            if not c.source and not c.get('outputs'): continue
+            if not c.source and not c.outputs: continue
         elif c.cell_type == 'markdown':
-            c.source = markdown(c.source, stems, where)
+            c.source = markdown(c.source, where, stage)
         cells.append(c)
     nb.cells = cells
     return nb
 
 
-def count_images(nb, data_type) -> tuple:
+def shown_type(data: dict):
+    return next((m for m in MIME_ORDER if m in data), None)
+
+
+def count_images(nb) -> tuple:
     "(figures, images): outputs that render as an <img>, and those plus the markdown images."
-    figures = 0
-    for c in nb.cells:
-        for o in c.get('outputs', []):
-            if o.get('output_type') in ('display_data', 'execute_result'):
-                shown = data_type(o.get('data', {}))
-                if shown and shown[0] in IMAGE_TYPES: figures += 1
-    md = sum(len(MD_IMAGE.findall(c.source)) for c in nb.cells if c.cell_type == 'markdown')
+    figures = sum(1 for c in nb.cells for o in c.get('outputs', []) if 'remove-output' not in c.metadata.get('tags', [])
+                  and o.get('output_type') in ('display_data', 'execute_result') and shown_type(o.get('data', {})) in IMAGE_TYPES)
+    md = sum(len(MD_IMAGE_SRC.findall(c.source)) for c in nb.cells if c.cell_type == 'markdown')
     return figures, figures + md
 
 
-def nav_html(pages, i) -> str:
-    def link(j, label):
-        if j is None or not 0 <= j < len(pages): return f'<span class="site-disabled">{label}</span>'
-        return f'<a href="{pages[j]["file"]}" title="{escape(pages[j]["title"])}">{label}</a>'
-    prev = link(i - 1 if i > 0 else None, '&larr; previous')
-    nxt = link(i + 1, 'next &rarr;')
-    here = escape(pages[i]['title'])
-    return (f'<nav class="site-nav"><a href="index.html">home</a>{prev}{nxt}'
-            f'<span class="site-here">{here}</span></nav>')
+def api_page(modules: list) -> str:
+    "The API reference: autodoc of each exported module, in notebook order."
+    parts = ['# API reference', '',
+             'Generated from the docstrings of the `kdd_semnoma` modules (Sphinx autodoc). Each module is one notebook, '
+             'where the maths, demos and tests sit next to the code.', '']
+    for mod, stem, title in modules:
+        parts += [f'## `kdd_semnoma.{mod}`', '', f'Notebook: [{title}]({stem}.ipynb)', '',
+                  '```{eval-rst}', f'.. automodule:: kdd_semnoma.{mod}', '   :members:', '```', '']
+    return '\n'.join(parts)
 
 
-def toc_html(pages) -> str:
-    items = ''.join(f'<li><a href="{p["file"]}">{escape(p["title"])}</a> <code>{escape(Path(p["notebook"]).name)}</code></li>'
-                    for p in pages if p['file'] != 'index.html')
-    return f'<nav class="site-toc"><h2>Notebooks</h2><ol>{items}</ol></nav>'
+def toctree(stems: list) -> str:
+    return '\n'.join(['## Contents', '', '```{toctree}', ':maxdepth: 1', ':titlesonly:', '', *stems, '```', ''])
 
 
 def parse_args(argv):
     class Parser(argparse.ArgumentParser):
         def error(self, message):
             raise BuildError(message)
-    p = Parser(description='Render the executed notebooks in nbs/ as a static HTML site (offline, no execution).')
+    p = Parser(description='Render the executed notebooks in nbs/ as a static HTML site (Sphinx + myst-nb; offline, no execution).')
     p.add_argument('--out', default=str(ROOT / '_site'), help='output folder (default: _site/ in the repository)')
     p.add_argument('--nbs', default=str(ROOT / 'nbs'), help='notebook folder (default: the repository nbs/)')
+    p.add_argument('--verbose', action='store_true', help="show Sphinx's log and warnings")
     return p.parse_args(argv)
 
 
-def prepare_out(out: Path):
+def check_out(out: Path):
+    "An --out that may be replaced: missing, empty, or a site this tool built."
     if out.exists() and not out.is_dir(): raise BuildError(f'--out {out} is a file, not a folder')
     if out.is_dir() and any(out.iterdir()):
         old = out / 'manifest.json'
         if not old.is_file(): raise BuildError(f'--out {out} is a non-empty folder without a manifest.json: use a new or empty folder')
-        try: files = [p['file'] for p in json.loads(old.read_text())['pages']] + ['manifest.json']
-        except (ValueError, KeyError, TypeError) as e: raise BuildError(f'{old} is not a manifest written by this tool ({e})')
-        for f in files:
-            if '/' in f or '\\' in f: raise BuildError(f'{old} lists an unexpected file {f!r}')
-            (out / f).unlink(missing_ok=True)
-    try: out.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise BuildError(f'cannot create --out {out}: {e.strerror}')
+        try: ok = json.loads(old.read_text()).get('generator') == GENERATOR
+        except (ValueError, AttributeError): ok = False
+        if not ok: raise BuildError(f'{old} was not written by {GENERATOR}: use a new or empty folder')
 
 
-def build(out: Path, nbs_dir: Path) -> list:
+def read_notebooks(nbs_dir: Path) -> list:
     if not nbs_dir.is_dir(): raise BuildError(f'notebook folder {nbs_dir} not found')
     paths = sorted(p for p in nbs_dir.glob('*.ipynb') if not p.name.startswith('_'))
     paths.sort(key=lambda p: p.name != 'index.ipynb')  # stable: index first, then name order
@@ -217,65 +199,100 @@ def build(out: Path, nbs_dir: Path) -> list:
             d = json.loads(texts[-1])
             if not isinstance(d, dict) or not isinstance(d.get('cells'), list): raise ValueError('JSON, but no list of cells')
         except (OSError, ValueError) as e: raise BuildError(f'{p} is not a valid notebook: {e}')
-
     import nbformat
-    from jinja2 import DictLoader
-    from nbconvert import HTMLExporter
     nbs = []
     for p, text in zip(paths, texts):
         try: nbs.append(nbformat.reads(text, as_version=4))
         except Exception as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise BuildError(f'{p} is not a valid notebook: {msg}')
-    stems = {p.stem for p in paths}
-    pages = [dict(file='index.html' if p.name == 'index.ipynb' else p.stem + '.html',
-                  notebook=str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p), title=title_of(nb, p.stem))
-             for p, nb in zip(paths, nbs)]
+    return list(zip(paths, nbs))
 
-    exporter = HTMLExporter(template_name='lab', theme='light', embed_images=True, exclude_input_prompt=True, exclude_output_prompt=True,
-                            extra_loaders=[DictLoader({'site.html.j2': TEMPLATE})], template_file='site.html.j2')
-    data_type = exporter.environment.filters['filter_data_type']
-    bodies = []  # all pages are rendered before --out is touched: a failed build leaves it as it was
-    for i, (p, nb, page) in enumerate(zip(paths, nbs, pages)):
-        nb = prepare(nb, stems, p.parent)
-        nb.metadata['title'] = page['title']
-        page['figures'], page['images'] = count_images(nb, data_type)
-        site = dict(nav=nav_html(pages, i), toc=toc_html(pages) if page['file'] == 'index.html' else '')
-        resources = dict(metadata=dict(name=p.stem, path=str(p.parent)), site=site)
-        try: body, _ = exporter.from_notebook_node(nb, resources=resources)
-        except Exception as e: raise BuildError(f'{p}: nbconvert failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}')
-        srcs = re.findall(r'<img\b[^>]*?\bsrc="([^"]*)"', body)
-        bad = [s for s in srcs if not s.startswith('data:')]
-        if bad: raise BuildError(f'{p}: image {bad[0]!r} could not be embedded (file missing?)')
-        if len(srcs) != page['images']:
-            raise BuildError(f'{p}: the page holds {len(srcs)} images, the notebook {page["images"]}')
-        remote = re.findall(r'<(?:script|link|iframe)\b[^>]*?\b(?:src|href)="(https?:[^"]*)"', body)
-        if remote: raise BuildError(f'{p}: the page loads {remote[0]} from the network')
-        bodies.append(body)
-    prepare_out(out)
-    manifest = dict(generator='tools/build_site.py', pages=pages)
+
+def sphinx(src: Path, html: Path, doctrees: Path, verbose: bool) -> list:
+    "Run Sphinx (2 processes); its warnings."
     try:
-        for page, body in zip(pages, bodies): (out / page['file']).write_text(body, encoding='utf-8')
-        (out / 'manifest.json').write_text(json.dumps(manifest, indent=1) + '\n', encoding='utf-8')
-    except OSError as e: raise BuildError(f'cannot write into --out {out}: {e.strerror}')
-    return pages
+        import myst_nb, sphinx_book_theme  # noqa: F401  (loaded by conf.py; missing ones are reported here in one line)
+        from sphinx.application import Sphinx
+        from sphinx.util.docutils import docutils_namespace, patch_docutils
+    except ImportError as e: raise BuildError(f'{e.name} is not installed: pip install -e ".[dev]"')
+    log, warn = (sys.stdout, sys.stderr) if verbose else (io.StringIO(), io.StringIO())
+    try:
+        with patch_docutils(CONF), docutils_namespace():
+            app = Sphinx(str(src), str(CONF), str(html), str(doctrees), 'html', status=log, warning=warn, freshenv=True, parallel=2)
+            app.build(force_all=True)
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ''
+        raise BuildError(f'Sphinx failed: {type(e).__name__}: {msg}')
+    if app.statuscode: raise BuildError(f'Sphinx failed (status {app.statuscode}): run with --verbose to see its log')
+    return [] if verbose else [ln for ln in warn.getvalue().splitlines() if 'WARNING' in ln or 'ERROR' in ln]
+
+
+def check_pages(html: Path, pages: list):
+    for page in pages:
+        f = html / page['file']
+        if not f.is_file(): raise BuildError(f'{page["notebook"]}: Sphinx wrote no {page["file"]}')
+    for f in sorted(html.glob('*.html')):
+        body = f.read_text(encoding='utf-8')
+        remote = re.findall(r'<(?:script|link|iframe|img)\b[^>]*?\b(?:src|href)\s*=\s*"((?:https?:)?//[^"]*)"', body)
+        if remote: raise BuildError(f'{f.name} loads {remote[0]} from the network')
+
+
+def build(out: Path, nbs_dir: Path, verbose: bool = False) -> tuple:
+    notebooks = read_notebooks(nbs_dir)
+    check_out(out)
+    pages, modules = [], []
+    for p, nb in notebooks:
+        pages.append(dict(file='index.html' if p.name == 'index.ipynb' else p.stem + '.html',
+                          notebook=str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p), title=title_of(nb, p.stem)))
+        exp = next((d['default_exp'] for c in nb.cells if c.cell_type == 'code' and 'default_exp' in (d := directives(c.source))), None)
+        if exp and (ROOT / 'kdd_semnoma' / f'{exp}.py').is_file(): modules.append((exp, p.stem, pages[-1]['title']))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix='.build-site-', dir=out.parent) as tmp:
+        stage, html = Path(tmp) / 'src', Path(tmp) / 'html'
+        stage.mkdir()
+        import nbformat
+        for (p, nb), page in zip(notebooks, pages):
+            nb = prepare(nb, p.parent, stage)
+            page['figures'], page['images'] = count_images(nb)
+            if p.name == 'index.ipynb':
+                body = toctree([q.stem for q, _ in notebooks[1:]] + ['api'])
+                nb.cells.append(nbformat.v4.new_markdown_cell(body))
+            nbformat.write(nb, stage / p.name)
+        (stage / 'api.md').write_text(api_page(modules), encoding='utf-8')
+        warnings = sphinx(stage, html, Path(tmp) / 'doctrees', verbose)
+        check_pages(html, pages)
+        shutil.rmtree(html / '.doctrees', ignore_errors=True)
+        (html / '.buildinfo').unlink(missing_ok=True)
+        manifest = dict(generator=GENERATOR, pages=pages, api='api.html', search='search.html')
+        (html / 'manifest.json').write_text(json.dumps(manifest, indent=1) + '\n', encoding='utf-8')
+        check_out(out)  # still ours (nothing wrote there meanwhile)
+        if out.exists(): shutil.rmtree(out)
+        try: html.rename(out)
+        except OSError as e: raise BuildError(f'cannot write --out {out}: {e.strerror}')
+    return pages, warnings
 
 
 def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         args = parse_args(argv)
-        out = Path(args.out)
+        out = Path(args.out).resolve()
         if out.exists() and not out.is_dir(): raise BuildError(f'--out {out} is a file, not a folder')  # before the slow imports
-        pages = build(out, Path(args.nbs).resolve())
+        pages, warnings = build(out, Path(args.nbs).resolve(), args.verbose)
     except BuildError as e:
         print(f'build_site: error: {e}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print('build_site: interrupted', file=sys.stderr)
         return 1
+    except OSError as e:
+        print(f'build_site: error: {e.filename or ""}: {e.strerror or e}', file=sys.stderr)
+        return 1
     n_fig = sum(p['figures'] for p in pages)
-    print(f'build_site: {len(pages)} pages, {n_fig} figures -> {out}/index.html ({time.perf_counter() - t0:.1f} s)')
+    note = f', {len(warnings)} Sphinx warnings (--verbose shows them)' if warnings else ''
+    print(f'build_site: {len(pages)} pages, {n_fig} figures, API reference, search -> {out}/index.html '
+          f'({time.perf_counter() - t0:.1f} s{note})')
     return 0
 
 
