@@ -143,6 +143,9 @@ def training_command(old: dict) -> str | None:
     from kdd_semnoma.diffusion import PRIOR_PRESETS
     if old.get('command') or (old.get('config') or {}).get('command'): return old.get('command') or old['config']['command']
     cfg = json.loads(json.dumps(old.get('config') or {}))
+    from kdd_semnoma.diffusion import PriorConfig
+    for k, v in json.loads(json.dumps(asdict(PriorConfig()))).items():
+        if k in ('t_max',): cfg.setdefault(k, v)    # fields added after the legacy layout: their defaults
     free = ('steps', 'batch_size', 'lr')           # the preset fields main() lets the command line change
     for size, preset in PRIOR_PRESETS.items():
         ref = json.loads(json.dumps(asdict(preset)))
