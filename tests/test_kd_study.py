@@ -91,13 +91,18 @@ def test_bootstrap_interval_covers_the_mean_and_pairs():
     assert lo1 < m1 < hi1
 
 
-def test_one_run_end_to_end_at_toy_size(tmp_path, monkeypatch):
+def _toy_teacher_and_kd(tmp_path, monkeypatch):
+    "Train a toy teacher and KD student of the selected study on the tiles; the student's npz."
     monkeypatch.setenv('KDD_SEMNOMA_HOME', str(tmp_path / 'home'))
     monkeypatch.setattr(ks, 'NPZ_DIR', tmp_path / 'npz')
     monkeypatch.setattr(ks, 'test_groups', lambda: __import__('torch').rand(3, 2, 3, 32, 32))
     budget = dict(preset='tiny', teacher_steps=2, student_steps=2, batch_size=4, val_every=2)
     for arm in ('teacher', 'kd'): ks.do_run('awgn', arm, 0, tmp_path / 'runs', budget, data='tiles')
-    z = np.load(tmp_path / 'npz' / 'awgn' / 'kd-s0.npz')
+    return np.load(tmp_path / 'npz' / 'awgn' / 'kd-s0.npz')
+
+
+def test_one_run_end_to_end_at_toy_size(tmp_path, monkeypatch):
+    z = _toy_teacher_and_kd(tmp_path, monkeypatch)
     meta = json.loads(str(z['meta']))
     assert z['psnr'].shape == (5, 3, 2) and meta['train_config']['stage'] == 'student'
     assert meta['code'] == ks.code_version() != ''          # the commit that trained it (unknown outside a git checkout)
@@ -120,12 +125,7 @@ def test_out_act_none_study_keeps_its_own_files_and_trains_raw_decoders(tmp_path
         assert ks.study_name() == 'kd_study_outact-none' and ks.NPZ_DIR == ROOT / 'results' / 'kd_study_outact-none'
         assert ks.train_config_for('awgn', 'kd', 1, ks.BUDGET).output_act == 'none'
         with pytest.raises(SystemExit, match='unknown --out_act'): ks.select_budget('short', 'tanh')
-        monkeypatch.setenv('KDD_SEMNOMA_HOME', str(tmp_path / 'home'))
-        monkeypatch.setattr(ks, 'NPZ_DIR', tmp_path / 'npz')
-        monkeypatch.setattr(ks, 'test_groups', lambda: __import__('torch').rand(3, 2, 3, 32, 32))
-        budget = dict(preset='tiny', teacher_steps=2, student_steps=2, batch_size=4, val_every=2)
-        for arm in ('teacher', 'kd'): ks.do_run('awgn', arm, 0, tmp_path / 'runs', budget, data='tiles')
-        z = np.load(tmp_path / 'npz' / 'awgn' / 'kd-s0.npz')
+        z = _toy_teacher_and_kd(tmp_path, monkeypatch)
         assert json.loads(str(z['meta']))['out_act'] == 'none' and z['outside'].shape == (5,)
         assert z['outside'].max() > 0          # an untrained raw conv leaves outputs below 0
     finally:
