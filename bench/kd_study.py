@@ -242,15 +242,18 @@ def run_all(args) -> None:
 
 
 # ---------------------------------------------------------------- report
-def load_arm(channel: str, arm: str) -> dict | None:
-    "All seeds of an arm: {'psnr': (S, n_snr, N, K), 'ssim': ..., 'meta': [...]} or None."
-    files = list((NPZ_DIR / channel).glob('teacher.npz' if arm == 'teacher' else f'{arm}-s*.npz'))
+def load_arm(channel: str, arm: str, npz_dir: Path | None = None) -> dict | None:
+    """All seeds of an arm in `npz_dir` (default: the selected study's): {'psnr': (S, n_snr, N, K), 'ssim': ..., 'meta': [...]}
+    and, where the runs recorded it, 'outside': (S, n_snr); or None."""
+    files = list(((npz_dir or NPZ_DIR) / channel).glob('teacher.npz' if arm == 'teacher' else f'{arm}-s*.npz'))
     if not files: return None
     zs = [np.load(f) for f in files]
     meta = [json.loads(str(z['meta'])) for z in zs]
     order = np.argsort([m['seed'] for m in meta], kind='stable')           # by seed id ('s10' after 's9')
-    return dict(psnr=np.stack([zs[i]['psnr'] for i in order]), ssim=np.stack([zs[i]['ssim'] for i in order]),
-                meta=[meta[i] for i in order], seeds=[meta[i]['seed'] for i in order])
+    out = dict(psnr=np.stack([zs[i]['psnr'] for i in order]), ssim=np.stack([zs[i]['ssim'] for i in order]),
+               meta=[meta[i] for i in order], seeds=[meta[i]['seed'] for i in order])
+    if all('outside' in z for z in zs): out['outside'] = np.stack([zs[i]['outside'] for i in order])
+    return out
 
 
 def pair_by_seed(a: dict, b: dict, metric: str) -> tuple:
@@ -386,16 +389,8 @@ def t_interval(v: np.ndarray, level: float = 0.95) -> tuple:
 
 def out_act_arms(channel: str = 'awgn') -> dict:
     "{out_act: {arm: load_arm(...)}} of the short study (sigmoid, the committed runs) and its out_act 'none' twin."
-    global NPZ_DIR
-    keep = NPZ_DIR
-    try:
-        out = {}
-        for act in ('sigmoid', 'none'):
-            NPZ_DIR = RESULTS / study_name('short', act)
-            out[act] = {a: v for a in OUT_ACT_ARMS if (v := load_arm(channel, a)) is not None}
-        return out
-    finally:
-        NPZ_DIR = keep
+    return {act: {a: v for a in OUT_ACT_ARMS if (v := load_arm(channel, a, RESULTS / study_name('short', act))) is not None}
+            for act in ('sigmoid', 'none')}
 
 
 def out_act_report(channel: str = 'awgn') -> dict:
@@ -425,9 +420,7 @@ def out_act_report(channel: str = 'awgn') -> dict:
                              ci95_t=[t[1], t[2]]) for s, x, t in zip(SNRS, boot, tint)]
             m_all = t_interval((a - b).mean((1, 2, 3)))                 # per seed: mean over SNRs, pairs and users
             res[f'{key}_all_snr'] = m_all[0]; res[f'{key}_all_snr_ci95_t'] = [m_all[1], m_all[2]]
-        outside = [z for z in arms['none'][arm]['meta']]          # recorded per run in the npz, read again below
-        fr = np.stack([np.load(npz_path_for('none', channel, arm, mm['seed']))['outside'] for mm in outside])   # (S, n_snr)
-        res[f'outside_{arm}_none'] = fr.mean(0).tolist()
+        res[f'outside_{arm}_none'] = arms['none'][arm]['outside'].mean(0).tolist()   # (S, n_snr) recorded per run
     runs = {f"{act}/{arm}-s{mm['seed']}": dict(steps=mm['steps'], best_step=mm['best_step'],
                                                train_time_min=round(mm['train_time_s'] / 60, 2), code=run_code(mm),
                                                out_act=mm.get('out_act', 'sigmoid'))
@@ -460,14 +453,7 @@ def precision_report(channel: str = 'awgn', zoo_systems=('kd-semnoma-cifar10-awg
     weights (zoo systems) scored in bf16 vs fp32 with the same noise draws (bootstrap over the test pairs)."""
     from kdd_semnoma import zoo
     from kdd_semnoma.core import cpu_info, resolve_precision
-    global NPZ_DIR
-    keep = NPZ_DIR
-    try:
-        arms = {}
-        for prec in ('fp32', 'bf16'):
-            NPZ_DIR = RESULTS / study_name('short', 'sigmoid', prec); arms[prec] = load_arm(channel, 'scratch')
-    finally:
-        NPZ_DIR = keep
+    arms = {prec: load_arm(channel, 'scratch', RESULTS / study_name('short', 'sigmoid', prec)) for prec in ('fp32', 'bf16')}
     res, records, summary = {'snr_db': list(SNRS)}, [], []
     if arms['bf16'] is not None:
         for m in ('psnr', 'ssim'):
@@ -510,11 +496,6 @@ def precision_report(channel: str = 'awgn', zoo_systems=('kd-semnoma-cifar10-awg
                 '--precision bf16 ... (scratch arm); python bench/kd_study.py precision')
     doc['results'] = res; doc['summary'] = summary
     return doc
-
-
-def npz_path_for(out_act: str, channel: str, arm: str, seed: int) -> Path:
-    "The npz of one run of the short study with decoders ending in `out_act`."
-    return RESULTS / study_name('short', out_act) / channel / ('teacher.npz' if arm == 'teacher' else f'{arm}-s{seed}.npz')
 
 
 def out_act_sentence(res: dict, seeds: dict, arm: str) -> str | None:
