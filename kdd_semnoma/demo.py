@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_demo.ipynb #6c8270f4
 from __future__ import annotations
-import math, tempfile
+import math, os, sys, tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
-from .core import make_generator, model_device, check_images, to_real
+from fastcore.script import call_parse
+from .core import make_generator, model_device, check_images, to_real, cli_errors
 from .channel import ChannelConfig, FADING_LABELS
 from .viz import show_image, plot_constellation
 from .data import get_dls
@@ -22,9 +23,9 @@ from .train import STAGES, train_config, build_model, fit, freeze
 from .zoo import ZOO_PREFIX, open_checkpoint
 
 # %% auto #0
-__all__ = ['STAGE_LABELS', 'KIND_LABELS', 'ZOO_DEMO', 'DemoModel', 'n_users_of', 'pick_model', 'demo_channel', 'DemoOutput',
-           'run_demo', 'latent_mosaic', 'demo_figure', 'interactive_demo', 'demo_label', 'load_demo_models',
-           'zoo_demo_models', 'tiny_demo_models']
+__all__ = ['STAGE_LABELS', 'KIND_LABELS', 'ZOO_DEMO', 'DEMO_NOTEBOOK', 'DemoModel', 'n_users_of', 'pick_model', 'demo_channel',
+           'DemoOutput', 'run_demo', 'latent_mosaic', 'demo_figure', 'interactive_demo', 'demo_label',
+           'load_demo_models', 'zoo_demo_models', 'tiny_demo_models', 'demo_notebook', 'demo_app_argv', 'kdd_demo']
 
 # %% ../nbs/14_demo.ipynb #5147111f
 class DemoModel(NamedTuple):
@@ -155,13 +156,15 @@ def interactive_demo(models: dict,             # {name: nn.Module or DemoModel},
     fad_w = W.ToggleButtons(options=[('AWGN', 'none'), ('Rayleigh', 'rayleigh')], value=fading, description='fading')
     csi_w = W.FloatSlider(value=csi_err_var, min=0., max=0.5, step=0.01, description='CSI err var')
     seed_w = W.IntText(value=seed, description='seed')
-    out = W.Output()
-    box = W.VBox([W.HBox([k_w, name_w]), W.HBox([snr_w, fad_w]), W.HBox([csi_w, seed_w]), out])
+    psnr_w, out = W.HTML(), W.Output()   # the PSNRs as text (for readers and the web app's test), the figure
+    box = W.VBox([W.HBox([k_w, name_w]), W.HBox([snr_w, fad_w]), W.HBox([csi_w, seed_w]), psnr_w, out])
 
     def render(*_):
         csi_w.disabled = fad_w.value == 'none'
         box.figure = demo_figure(models, x[:, :k_w.value], model_name=name_w.value, snr_db=snr_w.value, seed=seed_w.value,
                                  fading=fad_w.value, csi_err_var=csi_w.value, size=size)
+        titles = (ax.get_title() for ax in box.figure.axes)
+        psnr_w.value = ' · '.join(t.splitlines()[0] for t in titles if 'PSNR' in t)   # 'user 0: PSNR 24.69 dB · ...'
         with out: out.clear_output(wait=True); display(box.figure)
 
     def on_k(*_):
@@ -235,3 +238,33 @@ def tiny_demo_models(ks: tuple = (2, 3),         # the numbers of users to train
     finally:
         if tmp is not None: tmp.cleanup()
     return out
+
+# %% ../nbs/14_demo.ipynb #06987d2d
+DEMO_NOTEBOOK = '14_demo.ipynb'
+
+def demo_notebook(notebook: str | None = None) -> Path:  # the notebook file to serve
+    "`notebook`, else this checkout's nbs/14_demo.ipynb (an editable install)."
+    import kdd_semnoma
+    p = Path(notebook) if notebook else Path(kdd_semnoma.__file__).resolve().parents[1] / 'nbs' / DEMO_NOTEBOOK
+    if not p.is_file(): raise FileNotFoundError(f"demo notebook {p} not found: pass --notebook path/to/14_demo.ipynb from a checkout")
+    return p
+
+def demo_app_argv(notebook: Path, port: int = 8866) -> list:  # the Voilà command line
+    "Voilà serving `notebook` on 127.0.0.1:`port`, sources hidden, no browser opened."
+    return [sys.executable, '-m', 'voila', str(notebook), f'--port={port}', '--Voila.ip=127.0.0.1', '--no-browser',
+            '--strip_sources=True', '--Voila.port_retries=0']
+
+# %% ../nbs/14_demo.ipynb #5eaaf70f
+@call_parse
+def kdd_demo(port: int = 8866,           # port on 127.0.0.1
+             notebook: str = None,       # notebook to serve (default: this checkout's nbs/14_demo.ipynb)
+             debug: bool = False):       # show tracebacks
+    "Serve the interactive demo as a web app with Voilà on 127.0.0.1; print its URL."
+    import importlib.util
+    with cli_errors('kdd_demo', debug):
+        nb = demo_notebook(notebook)
+        if importlib.util.find_spec('voila') is None: raise ModuleNotFoundError("Voilà is not installed: pip install voila")
+        print(f"kdd_demo: serving {nb.name} at http://127.0.0.1:{port}/ (Ctrl-C stops it)", flush=True)
+        os.chdir(nb.parent)                    # the notebook's relative paths (../zoo, images/) as in Jupyter
+        argv = demo_app_argv(nb, port)
+        os.execv(argv[0], argv)                # Voilà replaces this process: a signal to kdd_demo reaches the server
