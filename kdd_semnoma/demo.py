@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_demo.ipynb #6c8270f4
 from __future__ import annotations
-import math, tempfile
+import math, os, sys, tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
-from .core import make_generator, model_device, check_images, to_real
+from fastcore.script import call_parse
+from .core import make_generator, model_device, check_images, to_real, cli_errors
 from .channel import ChannelConfig, FADING_LABELS
 from .viz import show_image, plot_constellation
 from .data import get_dls
@@ -22,9 +23,10 @@ from .train import STAGES, train_config, build_model, fit, freeze
 from .zoo import ZOO_PREFIX, open_checkpoint
 
 # %% auto #0
-__all__ = ['STAGE_LABELS', 'KIND_LABELS', 'ZOO_DEMO', 'DemoModel', 'n_users_of', 'pick_model', 'demo_channel', 'DemoOutput',
-           'run_demo', 'latent_mosaic', 'demo_figure', 'interactive_demo', 'demo_label', 'load_demo_models',
-           'zoo_demo_models', 'tiny_demo_models']
+__all__ = ['STAGE_LABELS', 'KIND_LABELS', 'ZOO_DEMO', 'APP_SOURCE', 'DemoModel', 'n_users_of', 'pick_model', 'demo_channel',
+           'DemoOutput', 'run_demo', 'latent_mosaic', 'demo_figure', 'interactive_demo', 'demo_label',
+           'load_demo_models', 'zoo_demo_models', 'tiny_demo_models', 'demo_images', 'demo_app', 'app_notebook',
+           'demo_notebook', 'demo_app_argv', 'kdd_demo']
 
 # %% ../nbs/14_demo.ipynb #5147111f
 class DemoModel(NamedTuple):
@@ -128,7 +130,7 @@ def demo_figure(models: dict,                  # {name: nn.Module or DemoModel}
         show_image(r.x[index, k], ax=axs[0, k + 1], title=f'user {k}: original')
         mean = f'\n(batch mean {r.psnr[:, k].mean():.2f})' if B > 1 else ''
         show_image(r.x_hat[index, k], ax=axs[1, k + 1], title=f'user {k}: PSNR {r.psnr[index, k]:.2f} dB{mean}')
-    fig.suptitle(f'{model_name} — {r.source}\nSNR {snr_db:g} dB · {FADING_LABELS.get(fading, fading)} · '
+    fig.suptitle(f'{model_name} — {r.source}\nSNR {snr_db:.1f} dB · {FADING_LABELS.get(fading, fading)} · '
                  f'CSI error var {csi_err_var:g} · seed {seed}', fontsize=8)
     return fig
 
@@ -144,27 +146,37 @@ def _models_by_k(models: dict, k_max: int) -> dict:  # {K: [names]} for K <= k_m
 def interactive_demo(models: dict,             # {name: nn.Module or DemoModel}, any mix of n_users
                      x: Tensor,                # (B, K_max, 3, H, W) in [0, 1]; a K-user model sees x[:, :K]
                      *, snr_db: float = 10., fading: str = 'none', csi_err_var: float = 0., seed: int = 0,
+                     model_name: str | None = None,   # the model shown first (default: the first of the smallest K)
+                     lazy: dict | None = None,        # {K: () -> {name: DemoModel}}: models built when K is first chosen
                      snr_range: tuple = (-5., 25.), size: float = 1.7):  # -> ipywidgets.VBox; .figure is the last Figure
     "Sliders for SNR, K, fading and CSI error and a model dropdown, wired to `demo_figure`; display the result."
     import ipywidgets as W
     from IPython.display import display
-    by_k = _models_by_k(models, check_images(x).shape[1])
-    k_w = W.SelectionSlider(options=list(by_k), value=list(by_k)[0], description='users K')
-    name_w = W.Dropdown(options=by_k[k_w.value], description='model')
-    snr_w = W.FloatSlider(value=snr_db, min=snr_range[0], max=snr_range[1], step=1., description='SNR (dB)')
+    models, lazy, k_max = dict(models), dict(lazy or {}), check_images(x).shape[1]
+    by_k = _models_by_k(models, k_max)
+    k0 = n_users_of(pick_model(models, model_name).model) if model_name else list(by_k)[0]
+    k_w = W.SelectionSlider(options=sorted(set(by_k) | {k for k in lazy if k <= k_max}), value=k0, description='users K')
+    name_w = W.Dropdown(options=by_k[k0], value=model_name or by_k[k0][0], description='model')
+    snr_w = W.FloatSlider(value=snr_db, min=snr_range[0], max=snr_range[1], step=1., readout_format='.1f',
+                          description='SNR (dB)')
     fad_w = W.ToggleButtons(options=[('AWGN', 'none'), ('Rayleigh', 'rayleigh')], value=fading, description='fading')
     csi_w = W.FloatSlider(value=csi_err_var, min=0., max=0.5, step=0.01, description='CSI err var')
     seed_w = W.IntText(value=seed, description='seed')
-    out = W.Output()
-    box = W.VBox([W.HBox([k_w, name_w]), W.HBox([snr_w, fad_w]), W.HBox([csi_w, seed_w]), out])
+    psnr_w, out = W.HTML(), W.Output()   # the PSNRs as text (for readers and the web app's test), the figure
+    box = W.VBox([W.HBox([k_w, name_w]), W.HBox([snr_w, fad_w]), W.HBox([csi_w, seed_w]), psnr_w, out])
 
     def render(*_):
         csi_w.disabled = fad_w.value == 'none'
         box.figure = demo_figure(models, x[:, :k_w.value], model_name=name_w.value, snr_db=snr_w.value, seed=seed_w.value,
                                  fading=fad_w.value, csi_err_var=csi_w.value, size=size)
+        titles = (ax.get_title() for ax in box.figure.axes)
+        psnr_w.value = ' · '.join(t.splitlines()[0] for t in titles if 'PSNR' in t)   # 'user 0: PSNR 24.69 dB · ...'
         with out: out.clear_output(wait=True); display(box.figure)
 
     def on_k(*_):
+        if k_w.value not in by_k:                                     # first time this K is chosen: build its models
+            psnr_w.value = f'building the K={k_w.value} models ...'
+            models.update(lazy.pop(k_w.value)()); by_k.update(_models_by_k(models, k_max))
         name_w.unobserve(render, 'value'); name_w.options = by_k[k_w.value]; name_w.observe(render, 'value'); render()
 
     for w in (name_w, snr_w, fad_w, csi_w, seed_w): w.observe(render, 'value')
@@ -235,3 +247,66 @@ def tiny_demo_models(ks: tuple = (2, 3),         # the numbers of users to train
     finally:
         if tmp is not None: tmp.cleanup()
     return out
+
+# %% ../nbs/14_demo.ipynb
+def demo_images(n_groups: int = 2, n_users: int = 3) -> Tensor:  # (n_groups, n_users, 3, 32, 32) in [0, 1]
+    "The demo's images: the first pixel-exact CIFAR-10 test images when the data folder holds them, else held-out photo tiles."
+    from kdd_semnoma.core import data_path
+    from kdd_semnoma.data import cifar10_from_npz, CIFAR10_NPZ
+    if (data_path() / 'cifar10' / CIFAR10_NPZ['test-exact']).is_file():
+        ds = cifar10_from_npz('test-exact')
+        return torch.stack([ds[i][0] for i in range(n_groups * n_users)]).view(n_groups, n_users, 3, 32, 32)
+    return next(iter(get_dls('tiles', n_users, n_groups, seed=0).test))[0]
+
+def demo_app(*, snr_db: float = 10., toy_steps: int = 30):  # -> the widget (ipywidgets.VBox), displayed
+    "The web app's page: the zoo's K=2 systems (KD-SemNOMA first) and, only when K=3 is chosen, tiny K=3 toys."
+    from IPython.display import display
+    torch.set_num_threads(1)                        # small convolutions: one thread is faster on shared CPU cores
+    models = zoo_demo_models()
+    w = interactive_demo(models, demo_images(), snr_db=snr_db, model_name=demo_label('student', 2),
+                         lazy={3: lambda: tiny_demo_models((3,), steps=toy_steps)})
+    display(w)
+    return w
+
+
+# %% ../nbs/14_demo.ipynb #06987d2d
+APP_SOURCE = "from kdd_semnoma.demo import demo_app\nw = demo_app()"
+
+def app_notebook(folder: str | Path) -> Path:  # the page kdd_demo serves
+    "Write the web app's one-cell notebook (`demo_app()`) into `folder`."
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(APP_SOURCE)])
+    nb.metadata.update(kernelspec={'name': 'python3', 'display_name': 'Python 3', 'language': 'python'})
+    path = Path(folder) / 'kdd_demo.ipynb'
+    nbformat.write(nb, path)
+    return path
+
+def demo_notebook(notebook: str | None = None) -> Path:  # a notebook given with --notebook
+    "`notebook` if it exists, else a one-line error naming --notebook."
+    p = Path(notebook)
+    if not p.is_file(): raise FileNotFoundError(f"demo notebook {p} not found: pass --notebook path/to/a/notebook.ipynb")
+    return p
+
+def demo_app_argv(notebook: Path, port: int = 8866) -> list:  # the Voilà command line
+    "Voilà serving `notebook` on 127.0.0.1:`port`, sources hidden, no browser opened."
+    return [sys.executable, '-m', 'voila', str(notebook), f'--port={port}', '--Voila.ip=127.0.0.1', '--no-browser',
+            '--strip_sources=True', '--Voila.port_retries=0']
+
+
+# %% ../nbs/14_demo.ipynb #5eaaf70f
+@call_parse
+def kdd_demo(port: int = 8866,           # port on 127.0.0.1
+             notebook: str = None,       # serve this notebook instead of the demo page (e.g. nbs/14_demo.ipynb)
+             debug: bool = False):       # show tracebacks
+    "Serve the interactive demo as a web app with Voilà on 127.0.0.1; print its URL."
+    import importlib.util
+    from kdd_semnoma.core import kdd_home
+    with cli_errors('kdd_demo', debug):
+        if notebook: nb = demo_notebook(notebook)
+        else: (home := kdd_home() / 'demo_app').mkdir(parents=True, exist_ok=True); nb = app_notebook(home)
+        if importlib.util.find_spec('voila') is None: raise ModuleNotFoundError("Voilà is not installed: pip install voila")
+        print(f"kdd_demo: serving {nb.name} at http://127.0.0.1:{port}/ (Ctrl-C stops it)", flush=True)
+        os.chdir(nb.parent)                    # the notebook's relative paths as in Jupyter
+        argv = demo_app_argv(nb, port)
+        os.execv(argv[0], argv)                # Voilà replaces this process: a signal to kdd_demo reaches the server
+
