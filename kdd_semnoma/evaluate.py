@@ -48,7 +48,7 @@ def semantic_records(classifier: torch.nn.Module,
     valid = labels is not None and bool((labels >= 0).all())                       # accuracy only when every label is known
     for k in range(K):
         vals = {**prediction_scores(p_hat[:, k], clean['pred'][:, k], labels[:, k] if valid else None),
-                **feature_distances(f_hat[:, k], clean['feats'][:, k], seed=seed)}
+                **feature_distances(f_hat[:, k], clean['feats'][:, k], seed=seed, paired=True)}
         recs += [dict(snr_db=float(snr), user=k, metric=name, value=float(v), n=n) for name, v in vals.items()]
     return recs
 

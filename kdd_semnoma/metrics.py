@@ -17,10 +17,10 @@ __all__ = ['DEFAULT_CONVENTIONS', 'MS_SSIM_WEIGHTS', 'WEIGHT_FILES', 'LPIPS_NETS
            'RECORD_KEYS', 'RESULT_KEYS', 'psnr', 'psnr_of_mean_mse', 'ssim', 'ms_ssim', 'jain_index', 'min_user',
            'find_weights', 'lpips_model', 'lpips_distance', 'inception_features_model', 'image_features',
            'feature_stats', 'frechet_distance', 'fid_stats_key', 'cached_fid_stats', 'fid_from_feats',
-           'fid_conventions', 'predict_classes', 'semantic_accuracy', 'kid_from_feats', 'fid_cifarnet', 'kid_blocks',
-           'kid_cifarnet', 'prediction_scores', 'feature_distances', 'semantic_metric_fn', 'semantic_conventions',
-           'check_records', 'aggregate_records', 'make_results', 'save_results', 'load_results', 'records_to_table',
-           'results_curves', 'hf_energy_ratio', 'refinement_scores']
+           'fid_conventions', 'predict_classes', 'semantic_accuracy', 'kid_blocks_of', 'kid_from_feats', 'fid_cifarnet',
+           'kid_blocks', 'kid_cifarnet', 'prediction_scores', 'feature_distances', 'semantic_metric_fn',
+           'semantic_conventions', 'check_records', 'aggregate_records', 'make_results', 'save_results', 'load_results',
+           'records_to_table', 'results_curves', 'hf_energy_ratio', 'refinement_scores']
 
 # %% ../nbs/08_metrics.ipynb #c412a469
 DEFAULT_CONVENTIONS = {
@@ -312,22 +312,33 @@ def semantic_accuracy(x_hat: Tensor,                  # (..., 3, 32, 32) decoded
     return out
 
 # %% ../nbs/08_metrics.ipynb #40b46c85
+def kid_blocks_of(n: int, n_blocks: int, g: torch.Generator) -> tuple:  # n_blocks index tensors, >= 2 indices each
+    "A random split of range(n) into `n_blocks` disjoint blocks (torch's `chunk` where it gives that many blocks of >= 2)."
+    perm = torch.randperm(n, generator=g)
+    c = perm.chunk(n_blocks)                               # the split behind the committed results, where it is valid
+    return c if len(c) == n_blocks and min(map(len, c)) >= 2 else perm.tensor_split(n_blocks)
+
 def kid_from_feats(fa: Tensor, fb: Tensor,      # (M, D), (N, D) features of the two sets
                    *, n_blocks: int = 10,       # disjoint blocks of each set (independent estimates)
-                   seed: int = 0) -> tuple:     # (kid, standard error) floats
+                   seed: int = 0,
+                   paired: bool = False) -> tuple:  # fa[i] belongs to fb[i] (a decoding and its original; M = N)
     "Unbiased KID (cubic polynomial kernel MMD²) averaged over `n_blocks` disjoint random blocks, with its standard error."
     fa, fb = torch.as_tensor(fa).double(), torch.as_tensor(fb).double()
     if fa.ndim != 2 or fb.ndim != 2 or fa.shape[1] != fb.shape[1]:
         raise ValueError(f"features must be (M, D) and (N, D); got {tuple(fa.shape)}, {tuple(fb.shape)}.")
+    if paired and len(fa) != len(fb):
+        raise ValueError(f"paired KID needs sets of equal size (image i decoded from original i); got {len(fa)} and {len(fb)}.")
     if min(len(fa), len(fb)) < 2 * n_blocks:
         raise ValueError(f"KID with n_blocks={n_blocks} needs at least {2 * n_blocks} samples per set "
                          f"(got {len(fa)}, {len(fb)}): lower n_blocks.")
     d, g = fa.shape[1], make_generator(seed)
     k = lambda a, b: (a @ b.T / d + 1) ** 3
-    def off_diag_mean(a):
-        kk = k(a, a); m = len(a); return (kk.sum() - kk.diagonal().sum()) / (m * (m - 1))
-    ia, ib = torch.randperm(len(fa), generator=g).chunk(n_blocks), torch.randperm(len(fb), generator=g).chunk(n_blocks)
-    est = torch.stack([off_diag_mean(fa[a]) + off_diag_mean(fb[b]) - 2 * k(fa[a], fb[b]).mean() for a, b in zip(ia, ib)])
+    def off_diag_mean(a, b):                           # mean of k(a_i, b_j) over i != j
+        kk = k(a, b); m = len(a); return (kk.sum() - kk.diagonal().sum()) / (m * (m - 1))
+    ia = kid_blocks_of(len(fa), n_blocks, g)
+    ib = ia if paired else kid_blocks_of(len(fb), n_blocks, g)     # paired: the same blocks, and no pair in the cross term
+    cross = lambda a, b: off_diag_mean(fa[a], fb[b]) if paired else k(fa[a], fb[b]).mean()
+    est = torch.stack([off_diag_mean(fa[a], fa[a]) + off_diag_mean(fb[b], fb[b]) - 2 * cross(a, b) for a, b in zip(ia, ib)])
     return est.mean().item(), (est.std() / math.sqrt(n_blocks)).item()
 
 def fid_cifarnet(x_hat: Tensor, x_ref: Tensor,   # (..., 3, 32, 32) image sets in [0, 1] (any sizes)
@@ -357,11 +368,12 @@ def prediction_scores(p_out: Tensor, p_ref: Tensor,   # (N,) classes predicted o
     return vals
 
 def feature_distances(fa: Tensor, fb: Tensor,          # (M, D), (N, D) classifier features of outputs and originals
-                      *, n_blocks: int = 10, seed: int = 0) -> dict:
+                      *, n_blocks: int = 10, seed: int = 0,
+                      paired: bool = False) -> dict:   # fa[i] is the output made from original fb[i] (see kid_from_feats)
     "fid_cifarnet and (when the sets allow blocks, see kid_blocks) kid_cifarnet with kid_cifarnet_se."
     vals = {'fid_cifarnet': frechet_distance(*feature_stats(fa), *feature_stats(fb))}
     if nb := kid_blocks(len(fa), len(fb), n_blocks):                              # small sets: fewer, smaller blocks
-        vals['kid_cifarnet'], vals['kid_cifarnet_se'] = kid_from_feats(fa, fb, n_blocks=nb, seed=seed)
+        vals['kid_cifarnet'], vals['kid_cifarnet_se'] = kid_from_feats(fa, fb, n_blocks=nb, seed=seed, paired=paired)
     return vals
 
 def semantic_metric_fn(classifier: torch.nn.Module,
@@ -373,7 +385,7 @@ def semantic_metric_fn(classifier: torch.nn.Module,
         y = None if labels is None else torch.as_tensor(labels).long().reshape(-1)
         if y is not None and len(y) != len(l_ref):
             raise ValueError(f"{len(y)} labels for {len(l_ref)} images: pass the labels of the reference images.")
-        return {**prediction_scores(l_out.argmax(1), l_ref.argmax(1), y), **feature_distances(fa, fb, n_blocks=n_blocks, seed=seed)}
+        return {**prediction_scores(l_out.argmax(1), l_ref.argmax(1), y), **feature_distances(fa, fb, n_blocks=n_blocks, seed=seed, paired=True)}
     return fn
 
 def semantic_conventions(n: int, reference: str, classifier: str = CIFARNET) -> dict:
