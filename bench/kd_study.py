@@ -334,7 +334,7 @@ def report_channel(channel: str) -> dict | None:
     optim = {k: any_meta[k] for k in ('lr', 'weight_decay', 'grad_clip', 'lr_schedule', 'warmup_steps', 'batch_size')}
     optim['preset'] = any_meta.get('preset', any_meta.get('model'))      # 'model' in runs made before the rename
     from kdd_semnoma import __version__
-    from kdd_semnoma.metrics import make_results
+    from kdd_semnoma.results import make_results
     doc = make_results(
         f'{study_name()}_cifar10_{channel}', [dict(r) for r in records], seed=None,
         data='cifar10-npz: trained on the 50k JPEG (q75) training export minus a validation split; evaluated on the '
@@ -358,7 +358,7 @@ def report_channel(channel: str) -> dict | None:
 
 
 def report(args) -> list:
-    from kdd_semnoma.metrics import save_results
+    from kdd_semnoma.results import save_results
     out = []
     for c in CHANNELS:
         doc = report_channel(c)
@@ -425,7 +425,7 @@ def out_act_report(channel: str = 'awgn') -> dict:
                                                train_time_min=round(mm['train_time_s'] / 60, 2), code=run_code(mm),
                                                out_act=mm.get('out_act', 'sigmoid'))
             for act, d in arms.items() for arm, v in d.items() for mm in v['meta']}
-    from kdd_semnoma.metrics import make_results
+    from kdd_semnoma.results import make_results
     doc = make_results(
         f'out_act_cifar10_{channel}', records, seed=None,
         data='cifar10-npz: trained on the 50k JPEG (q75) training export minus a validation split; evaluated on the 932 '
@@ -481,7 +481,7 @@ def precision_report(channel: str = 'awgn', zoo_systems=('kd-semnoma-cifar10-awg
                         for s, r in zip(SNRS, rows)]
         summary.append(f"evaluation of the same weights ({name}): bf16 − fp32 PSNR "
                        + ' / '.join(f'{v:+.4f}' for v in res[f'eval_diff_psnr_{name}']) + ' dB (goal ≤ 0.02 dB)')
-    from kdd_semnoma.metrics import make_results
+    from kdd_semnoma.results import make_results
     doc = make_results(
         f'precision_cifar10_{channel}', records, seed=None,
         data='cifar10-npz; evaluated on the 466 pixel-exact CIFAR-10 test pairs (K = 2)',
@@ -533,12 +533,12 @@ def main(argv=None):
                                               "its own folder, results/kd_study_outact-none/)")
     args = p.parse_args(argv)
     if args.cmd == 'outact':
-        from kdd_semnoma.metrics import save_results
+        from kdd_semnoma.results import save_results
         doc = out_act_report('awgn'); out = save_results(doc, RESULTS / 'out_act_cifar10_awgn.json')
         for line in doc['summary']: print(line)
         print(f'-> {out}'); return out
     if args.cmd == 'precision':
-        from kdd_semnoma.metrics import save_results
+        from kdd_semnoma.results import save_results
         doc = precision_report('awgn'); out = save_results(doc, RESULTS / 'precision_cifar10_awgn.json')
         for line in doc['summary']: print(line)
         print(f'-> {out}'); return out

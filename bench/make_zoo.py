@@ -94,7 +94,7 @@ def main(argv=None):
     from kdd_semnoma.semnoma import read_checkpoint, build_from_checkpoint
     from kdd_semnoma.data import get_dls
     from kdd_semnoma.evaluate import evaluate
-    from kdd_semnoma.metrics import records_to_table
+    from kdd_semnoma.results import records_to_table
     from kdd_semnoma.zoo import export_entry
     test = get_dls('cifar10-npz', 2, 64, seed=0).test
     for name, (channel, arm, seed, what) in ENTRIES.items():

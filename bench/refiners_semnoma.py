@@ -64,7 +64,8 @@ def run(a) -> dict:
     from kdd_semnoma.quickstart import test_groups
     from kdd_semnoma.cgan import CGANConfig, train_cgan, apply_cgan, evaluate_refiner, cgan_results
     from kdd_semnoma.diffusion import load_prior, refine, prior_dir, sigma_at
-    from kdd_semnoma.metrics import save_results, semantic_metric_fn, semantic_conventions
+    from kdd_semnoma.metrics import semantic_metric_fn, semantic_conventions
+    from kdd_semnoma.results import save_results
     from kdd_semnoma import zoo
     t_start, device = time.time(), default_device(a.device)
     ck, model, _ = load_for_eval(a.checkpoint, data=a.data, seed=a.seed, device=device)

@@ -242,7 +242,7 @@ def profile_kit(path: str, threads: int, batch: int, preset: str = 'paper', user
 
 def write_results(rows: list, a, peak: dict) -> None:
     "The rows as a results file in the kit's schema (one record per row and metric), with the command inside."
-    from kdd_semnoma.metrics import save_results
+    from kdd_semnoma.results import save_results
     from kdd_semnoma.core import cpu_info
     keep = ('train_img_s', 'infer_img_s', 'train_speedup', 'infer_speedup', 'peak_mem_mb', 'train_gflop_s', 'infer_gflop_s')
     recs = [dict(row=f"{r['device']} {r['preset']} K={r['users']}", user=-1, metric=f"{m}[{_name(r)}]", value=r[m], n=len(r['train_s']),

@@ -14,7 +14,7 @@ from fastcore.script import call_parse, store_true
 from .core import default_device, atomic_write, cli_errors, make_generator, model_device
 from .channel import snr_grid
 from .data import get_dls, MultiUserDataset, cifar10_from_npz, resolve_data
-from .metrics import save_results, load_results, records_to_table, make_results
+from .results import save_results, load_results, records_to_table, make_results
 from .semnoma import build_from_checkpoint, decode, read_checkpoint
 from .train import train_config, train_stage
 from .kd_gain import run_kd_gain
