@@ -49,8 +49,7 @@ def _build(spec: dict, v: dict):
     from contextlib import nullcontext
     from kdd_semnoma.deepjscc import get_config
     from kdd_semnoma.semnoma import SemNOMA
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from reference_impl import to_reference, reference_adamw
+    from reference_impl import to_reference, reference_adamw   # bench/reference_impl.py, beside this script (outside the package)
     dev = torch.device(spec['device'])
     torch.manual_seed(0)
     kit = SemNOMA(get_config(spec['preset'], n_users=spec['users']))
