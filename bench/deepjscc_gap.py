@@ -23,7 +23,7 @@ def main():
     from kdd_semnoma import zoo
     from kdd_semnoma.data import get_dls
     from kdd_semnoma.evaluate import evaluate
-    from kdd_semnoma.metrics import aggregate_records, make_results, save_results
+    from kdd_semnoma.results import aggregate_records, make_results, save_results
     test = get_dls('cifar10-npz', 2, 64, seed=0).test
     records, res = [], {'snr_db': list(SNRS), 'published_deepjscc_1_12': list(PUBLISHED_1_12)}
     for name, label in SYSTEMS:

@@ -35,15 +35,13 @@ from pathlib import Path
 
 import numpy as np
 from kdd_semnoma.channel import fading_of
+from kdd_semnoma.kd_study import BUDGETS, run_dir, record_path, recorded_code, study_name as _study_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get('KDD_STUDY_RESULTS', ROOT / 'results'))   # a frozen copy of the code can write into main's results
 NPZ_DIR = RESULTS / 'kd_study'
 SNRS = (0., 5., 10., 15., 20.)
 CHANNELS = ('awgn', 'rayleigh')   # channel names of channel.CHANNEL_NAMES studied here
-BUDGETS = {   # 'short' is the committed study; 'long' is the issue's >= 9000 student steps, run across sessions
-    'short': dict(preset='cpu-small', teacher_steps=2000, student_steps=1000, batch_size=32, val_every=250),
-    'long': dict(preset='cpu-small', teacher_steps=6000, student_steps=9000, batch_size=32, val_every=1000)}
 STUDY = 'short'
 BUDGET = BUDGETS[STUDY]
 OUT_ACT = 'sigmoid'   # decoder output activation of the selected study's runs; 'none' (the reference's) is issue 28's arm
@@ -85,23 +83,18 @@ def select_budget(name: str, out_act: str = 'sigmoid', precision: str = 'fp32') 
 
 def study_name(study: str | None = None, out_act: str | None = None, precision: str | None = None) -> str:
     "Folder / results stem of a study (default: the selected one): kd_study (short), kd_study_long, kd_study_outact-none, ..."
-    study, out_act, precision = study or STUDY, out_act or OUT_ACT, precision or PRECISION
-    return (('kd_study' if study == 'short' else f'kd_study_{study}') + ('' if out_act == 'sigmoid' else f'_outact-{out_act}')
-            + ('' if precision == 'fp32' else f'_{precision}'))
-
-
-def run_dir(runs: Path, channel: str, arm: str, seed: int) -> Path:
-    return runs / channel / ('teacher' if arm == 'teacher' else f'{arm}-s{seed}')
+    return _study_name(study or STUDY, out_act or OUT_ACT, precision or PRECISION)
 
 
 def npz_path(channel: str, arm: str, seed: int) -> Path:
-    return NPZ_DIR / channel / (f'teacher.npz' if arm == 'teacher' else f'{arm}-s{seed}.npz')
+    "The per-image record of a run of the selected study."
+    return record_path(NPZ_DIR, channel, arm, seed)
 
 
-def test_groups():
+def test_pairs():
     "The 466 pixel-exact CIFAR-10 test pairs, (466, 2, 3, 32, 32), in the kit's fixed grouping."
-    from kdd_semnoma.quickstart import test_groups as fixed_test_groups
-    return fixed_test_groups('cifar10-npz', 2, seed=0)
+    from kdd_semnoma.data import grouped_test_set
+    return grouped_test_set('cifar10-npz', 2, seed=0)
 
 
 def per_image_scores(model, x, snrs=SNRS, *, seed: int = 0, batch: int = 128, precision: str = 'fp32') -> dict:
@@ -164,7 +157,7 @@ def do_run(channel: str, arm: str, seed: int, runs: Path, budget: dict = BUDGET,
     train_stage(cfg, data=data, out_dir=out, teacher=teacher, resume=(out / 'last.pt').exists(),
                 device='cpu', show_progress=False)
     ck, last = read_checkpoint(out / 'best.pt'), read_checkpoint(out / 'last.pt')
-    model, x_test = load_model(out / 'best.pt'), test_groups()
+    model, x_test = load_model(out / 'best.pt'), test_pairs()
     scores = per_image_scores(model, x_test)
     scores['outside'] = outside_fraction(model, x_test)
     meta = dict(channel=channel, arm=arm, seed=seed, train_config=asdict(cfg), out_act=cfg.output_act, crosskd_index=cfg.crosskd_at,
@@ -191,13 +184,9 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError): return 'unknown'
 
 
-UNRECORDED_CODE = {'short': 'not recorded (the short study predates the per-run record of the commit)',
-                   'long': 'not recorded: started before a7653e8, on the code of e0a37c7-d9fc0cd'}
-
-
 def run_code(meta: dict) -> str:
     "The commit a run recorded (`meta['code']`), or what is known of the selected study's runs that predate that record."
-    return meta.get('code') or UNRECORDED_CODE[STUDY]
+    return recorded_code(meta, STUDY)
 
 
 def queue(channels, seeds: int, extras: bool, oma: bool) -> list:
@@ -334,7 +323,7 @@ def report_channel(channel: str) -> dict | None:
     optim = {k: any_meta[k] for k in ('lr', 'weight_decay', 'grad_clip', 'lr_schedule', 'warmup_steps', 'batch_size')}
     optim['preset'] = any_meta.get('preset', any_meta.get('model'))      # 'model' in runs made before the rename
     from kdd_semnoma import __version__
-    from kdd_semnoma.metrics import make_results
+    from kdd_semnoma.results import make_results
     doc = make_results(
         f'{study_name()}_cifar10_{channel}', [dict(r) for r in records], seed=None,
         data='cifar10-npz: trained on the 50k JPEG (q75) training export minus a validation split; evaluated on the '
@@ -358,7 +347,7 @@ def report_channel(channel: str) -> dict | None:
 
 
 def report(args) -> list:
-    from kdd_semnoma.metrics import save_results
+    from kdd_semnoma.results import save_results
     out = []
     for c in CHANNELS:
         doc = report_channel(c)
@@ -425,7 +414,7 @@ def out_act_report(channel: str = 'awgn') -> dict:
                                                train_time_min=round(mm['train_time_s'] / 60, 2), code=run_code(mm),
                                                out_act=mm.get('out_act', 'sigmoid'))
             for act, d in arms.items() for arm, v in d.items() for mm in v['meta']}
-    from kdd_semnoma.metrics import make_results
+    from kdd_semnoma.results import make_results
     doc = make_results(
         f'out_act_cifar10_{channel}', records, seed=None,
         data='cifar10-npz: trained on the 50k JPEG (q75) training export minus a validation split; evaluated on the 932 '
@@ -470,7 +459,7 @@ def precision_report(channel: str = 'awgn', zoo_systems=('kd-semnoma-cifar10-awg
                        + ' / '.join(f'{v:+.3f}' for v in res['train_diff_psnr']) + f" dB at {' / '.join(f'{s:g}' for s in SNRS)} dB; "
                        f"the 95 % t-intervals reach {worst:.3f} dB from zero, so "
                        + ('|Δ| ≤ 0.05 dB is shown' if worst <= 0.05 else f'{len(common)} seeds cannot show the goal |Δ| ≤ 0.05 dB'))
-    x = test_groups()
+    x = test_pairs()
     for name in zoo_systems:
         model = zoo.load(name).eval()
         sc = {p: per_image_scores(model, x, precision=p) for p in ('fp32', 'bf16')}
@@ -481,7 +470,7 @@ def precision_report(channel: str = 'awgn', zoo_systems=('kd-semnoma-cifar10-awg
                         for s, r in zip(SNRS, rows)]
         summary.append(f"evaluation of the same weights ({name}): bf16 − fp32 PSNR "
                        + ' / '.join(f'{v:+.4f}' for v in res[f'eval_diff_psnr_{name}']) + ' dB (goal ≤ 0.02 dB)')
-    from kdd_semnoma.metrics import make_results
+    from kdd_semnoma.results import make_results
     doc = make_results(
         f'precision_cifar10_{channel}', records, seed=None,
         data='cifar10-npz; evaluated on the 466 pixel-exact CIFAR-10 test pairs (K = 2)',
@@ -533,12 +522,12 @@ def main(argv=None):
                                               "its own folder, results/kd_study_outact-none/)")
     args = p.parse_args(argv)
     if args.cmd == 'outact':
-        from kdd_semnoma.metrics import save_results
+        from kdd_semnoma.results import save_results
         doc = out_act_report('awgn'); out = save_results(doc, RESULTS / 'out_act_cifar10_awgn.json')
         for line in doc['summary']: print(line)
         print(f'-> {out}'); return out
     if args.cmd == 'precision':
-        from kdd_semnoma.metrics import save_results
+        from kdd_semnoma.results import save_results
         doc = precision_report('awgn'); out = save_results(doc, RESULTS / 'precision_cifar10_awgn.json')
         for line in doc['summary']: print(line)
         print(f'-> {out}'); return out

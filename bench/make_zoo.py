@@ -9,13 +9,12 @@ README.md (card: data, preset, steps, wall time, commit, and the PSNR/SSIM table
 pixel-exact CIFAR-10 test pairs with the seeded sweep of 10_evaluate). zoo/SHA256SUMS is rewritten.
 """
 from __future__ import annotations
-import argparse, subprocess, sys
+import argparse, os, subprocess
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import kd_study   # noqa: E402  (the study's run folders, per-image records and budgets)
+from kdd_semnoma.kd_study import BUDGETS, run_dir, record_path, recorded_code, study_name   # the study's layout
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(os.environ.get('KDD_STUDY_RESULTS', ROOT / 'results'))   # as bench/kd_study.py: where the study's records are
 TRAIN_COMMIT = 'bdd6c37'   # the training code of the short study's runs (they predate the per-run record of the commit)
 ENTRIES = {  # zoo name -> (channel, study arm, seed, what)
     'teacher-cifar10-awgn': ('awgn', 'teacher', 0, 'orthogonal teacher: shared encoder and decoder, '
@@ -35,13 +34,12 @@ def git(*args) -> str:
 
 
 def trained_by(channel: str, arm: str, seed: int, budget: str) -> str:
-    "The commit whose code trained a study run (kd_study.run_code of its per-image record); the short study's runs predate that record."
+    "The commit whose code trained a study run (recorded in its per-image record); the short study's runs predate that record."
     import json
     import numpy as np
-    kd_study.select_budget(budget)
-    npz = kd_study.npz_path(channel, arm, seed)
+    npz = record_path(RESULTS / study_name(budget), channel, arm, seed)
     meta = json.loads(str(np.load(npz)['meta'])) if npz.is_file() else {}
-    return meta.get('code') or (TRAIN_COMMIT if budget == 'short' else kd_study.run_code(meta))
+    return meta.get('code') or (TRAIN_COMMIT if budget == 'short' else recorded_code(meta, budget))
 
 
 def card(name: str, what: str, ck: dict, last: dict, table: str, cfg, commit: str = TRAIN_COMMIT) -> str:
@@ -87,19 +85,19 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--runs', required=True, help='the kd_study checkpoint folder')
     p.add_argument('--only', nargs='*', default=None, help='export only these entries')
-    p.add_argument('--budget', default='short', choices=sorted(kd_study.BUDGETS),
+    p.add_argument('--budget', default='short', choices=sorted(BUDGETS),
                    help='the study the runs belong to (bench/kd_study.py --budget)')
     p.add_argument('--out', default=str(ROOT / 'zoo'), help='zoo folder to write (default: this checkout\'s zoo/)')
     args = p.parse_args(argv)
     from kdd_semnoma.semnoma import read_checkpoint, build_from_checkpoint
     from kdd_semnoma.data import get_dls
     from kdd_semnoma.evaluate import evaluate
-    from kdd_semnoma.metrics import records_to_table
+    from kdd_semnoma.results import records_to_table
     from kdd_semnoma.zoo import export_entry
     test = get_dls('cifar10-npz', 2, 64, seed=0).test
     for name, (channel, arm, seed, what) in ENTRIES.items():
         if args.only and name not in args.only: continue
-        d = kd_study.run_dir(Path(args.runs), channel, arm, seed)
+        d = run_dir(Path(args.runs), channel, arm, seed)
         if not (d / 'best.pt').is_file(): print(f"skip {name}: {d}/best.pt not there yet"); continue
         ck, last = read_checkpoint(d / 'best.pt'), read_checkpoint(d / 'last.pt')
         model = build_from_checkpoint(ck).eval()

@@ -56,7 +56,7 @@ def main(argv=None):
     import torch
     torch.set_num_threads(a.threads)
     from kdd_semnoma.core import cpu_info
-    from kdd_semnoma.metrics import make_results, save_results
+    from kdd_semnoma.results import make_results, save_results
     rows, records = {}, []
     for name, fields in CANDIDATES.items():
         r = time_candidate(fields, batch=a.batch, steps=a.steps, warmup=a.warmup)

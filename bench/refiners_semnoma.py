@@ -61,10 +61,11 @@ def run(a) -> dict:
     from kdd_semnoma.channel import snr_grid
     from kdd_semnoma.data import get_dls
     from kdd_semnoma.evaluate import reconstruct, load_for_eval
-    from kdd_semnoma.quickstart import test_groups
+    from kdd_semnoma.data import grouped_test_set
     from kdd_semnoma.cgan import CGANConfig, train_cgan, apply_cgan, evaluate_refiner, cgan_results
     from kdd_semnoma.diffusion import load_prior, refine, prior_dir, sigma_at
-    from kdd_semnoma.metrics import save_results, semantic_metric_fn, semantic_conventions
+    from kdd_semnoma.metrics import semantic_metric_fn, semantic_conventions
+    from kdd_semnoma.results import save_results
     from kdd_semnoma import zoo
     t_start, device = time.time(), default_device(a.device)
     ck, model, _ = load_for_eval(a.checkpoint, data=a.data, seed=a.seed, device=device)
@@ -77,7 +78,7 @@ def run(a) -> dict:
                           log_every=50, show_progress=False)
     cgan_s = time.time() - t0
     print(f"CGAN: {a.cgan_steps} steps in {cgan_s:.0f} s, final L1 {hist[-1]['l1']:.4f}", flush=True)
-    test, labels = test_groups(a.data, model.n_users, seed=a.seed, labels=True)     # (N, K, 3, H, W), (N, K)
+    test, labels = grouped_test_set(a.data, model.n_users, seed=a.seed, labels=True)  # (N, K, 3, H, W), (N, K)
     if a.n_test_groups: test, labels = test[:a.n_test_groups], labels[:a.n_test_groups]
     clf = None if a.classifier.lower() == 'none' else zoo.load(a.classifier, device=device)
     cifar = a.data in ('cifar10-npz', 'cifar10')                                  # class labels mean something only there

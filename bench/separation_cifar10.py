@@ -14,7 +14,7 @@ import numpy as np
 from kdd_semnoma.bounds import capacity_records
 from kdd_semnoma.separation import separation_results, SNRS_DB
 from kdd_semnoma.data import cifar10_from_npz
-from kdd_semnoma.metrics import save_results, records_to_table
+from kdd_semnoma.results import save_results, records_to_table
 
 
 def main():

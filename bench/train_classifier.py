@@ -69,7 +69,7 @@ def main(argv=None):
 def run(a):
     from kdd_semnoma.classifier import ClassifierConfig, train_classifier, classifier_checkpoint
     from kdd_semnoma.data import cifar10_from_npz
-    from kdd_semnoma.metrics import save_results, make_results
+    from kdd_semnoma.results import save_results, make_results
     from kdd_semnoma.core import runs_path
     if a.threads: torch.set_num_threads(a.threads)
     a.ckpt = a.ckpt or str(runs_path() / 'classifier' / 'train.pt')

@@ -9,7 +9,7 @@ CPU smoke run:
     python bench/train_prior.py --data tiles --size tiny --steps 20 --batch_size 8 --out_dir /tmp/prior
 The prior folder is diffusers format (unet/ safetensors + scheduler/) and loads with `diffusion.load_prior`.
 
-The report is a results file in the kit's schema (`kdd_semnoma.metrics.save_results`, x = 'step', user -1): records
+The report is a results file in the kit's schema (`kdd_semnoma.results.save_results`, x = 'step', user -1): records
 `loss` (training loss curve), `eps_mse_t<t>` (held-out denoising error at the last step) and `fid`; the fields
 device, params_M, steps_done, train_s, sample_s and `command` (this command line). It goes to OUT_DIR/train_report.json
 and, with --results, to that file too.
@@ -123,7 +123,7 @@ def prior_results(*, name: str, description: str, config: dict, seed: int, data:
                   fid: dict,            # {} (no samples) or try_fid's dict plus 'n' (samples compared; 0 if not computed)
                   command: str, command_note: str | None = None, **fields) -> dict:
     "The prior's report as a results dict in the kit's schema (records x = 'step', user -1)."
-    from kdd_semnoma.metrics import make_results
+    from kdd_semnoma.results import make_results
     recs = [dict(step=s, user=-1, metric='loss', value=v, n=n) for s, v, n in loss]
     recs += [dict(step=steps_done, user=-1, metric=k, value=v, n=heldout_n, t=int(k.rsplit('_t', 1)[1])) for k, v in heldout.items()]
     conv = dict(CONVENTIONS)
@@ -159,7 +159,7 @@ def training_command(old: dict) -> str | None:
 
 def restate(old_path, out_path=None, argv=None) -> Path:
     "Rewrite a legacy (ad-hoc layout) train_prior report into the results schema; every number carried over unchanged."
-    from kdd_semnoma.metrics import save_results
+    from kdd_semnoma.results import save_results
     old_path = Path(old_path); old = json.loads(old_path.read_text())
     if 'records' in old and 'results' in old: raise SystemExit(f"{old_path} is already in the results schema: nothing to restate.")
     if missing := [k for k in ('name', 'config', 'data', 'steps_done', 'loss_curve', 'heldout') if k not in old]:
@@ -196,7 +196,7 @@ def main(argv=None):
     from kdd_semnoma.diffusion import PRIOR_PRESETS, load_prior
     from kdd_semnoma.prior_training import train_prior
     from kdd_semnoma.core import default_device, set_seed, cli_errors
-    from kdd_semnoma.metrics import save_results
+    from kdd_semnoma.results import save_results
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--data', default='tiles', choices=['tiles', 'cifar10-npz'])
     p.add_argument('--size', default='tiny', choices=sorted(PRIOR_PRESETS), help="PriorConfig preset")

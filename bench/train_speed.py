@@ -49,8 +49,7 @@ def _build(spec: dict, v: dict):
     from contextlib import nullcontext
     from kdd_semnoma.deepjscc import get_config
     from kdd_semnoma.semnoma import SemNOMA
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from reference_impl import to_reference, reference_adamw
+    from reference_impl import to_reference, reference_adamw   # bench/reference_impl.py, beside this script (outside the package)
     dev = torch.device(spec['device'])
     torch.manual_seed(0)
     kit = SemNOMA(get_config(spec['preset'], n_users=spec['users']))
@@ -242,7 +241,7 @@ def profile_kit(path: str, threads: int, batch: int, preset: str = 'paper', user
 
 def write_results(rows: list, a, peak: dict) -> None:
     "The rows as a results file in the kit's schema (one record per row and metric), with the command inside."
-    from kdd_semnoma.metrics import save_results
+    from kdd_semnoma.results import save_results
     from kdd_semnoma.core import cpu_info
     keep = ('train_img_s', 'infer_img_s', 'train_speedup', 'infer_speedup', 'peak_mem_mb', 'train_gflop_s', 'infer_gflop_s')
     recs = [dict(row=f"{r['device']} {r['preset']} K={r['users']}", user=-1, metric=f"{m}[{_name(r)}]", value=r[m], n=len(r['train_s']),

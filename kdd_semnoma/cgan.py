@@ -14,7 +14,8 @@ from torch import nn, Tensor
 from tqdm.auto import tqdm
 import matplotlib.pyplot as plt
 from .core import make_generator, model_device, default_device, atomic_write
-from .metrics import refinement_scores, make_results
+from .metrics import refinement_scores
+from .results import make_results
 
 # %% auto #0
 __all__ = ['ADV_LOSSES', 'CGANConfig', 'UNetGenerator', 'DiscOutput', 'PatchDiscriminator', 'd_loss', 'adv_loss',

@@ -14,7 +14,7 @@ from .core import db2lin, check_finite
 __all__ = ['SNR_RANGE_DB', 'FADING_KINDS', 'CHANNEL_NAMES', 'FADING_LABELS', 'power_split', 'normalize_power', 'check_power',
            'check_snr_db', 'noise_var_from_snr', 'complex_noise', 'sample_snr_db', 'snr_grid', 'fading_of',
            'channel_name', 'sample_fading', 'apply_fading', 'noma_mac', 'orthogonal_channel', 'estimate_csi',
-           'side_info', 'ChannelOutput', 'ChannelConfig', 'Channel']
+           'side_info', 'ChannelState', 'ChannelOutput', 'ChannelConfig', 'Channel']
 
 # %% ../nbs/01_channel.ipynb #45ddb78f
 def power_split(n_users: int, *, total: float = 1.0,
@@ -202,6 +202,13 @@ def side_info(snr_db: Tensor,       # (B,) SNR in dB
     return torch.stack([s, h.abs(), h.angle()], -1)                           # (B, K, 3)
 
 # %% ../nbs/01_channel.ipynb #00a48a05
+class ChannelState(NamedTuple):
+    h: Tensor          # (B, K) or (B, K, L) true fading (ones for AWGN)
+    h_hat: Tensor      # same shape: the CSI estimate the transceivers use
+    noise_var: Tensor  # (B,) noise power per complex dimension
+    side_tx: Tensor    # (B, K, 3) side info at the transmitters (CSIT)
+    side_rx: Tensor    # (B, K, 3) side info at the receiver (CSIR)
+
 class ChannelOutput(NamedTuple):
     y: Tensor          # (B, L) NOMA or (B, K, L) OMA received symbols
     h: Tensor          # (B, K) or (B, K, L) true fading
@@ -247,18 +254,29 @@ class Channel(torch.nn.Module):
         p = power_split(n_users, total=self.cfg.total_power, weights=self.cfg.power_weights)
         return torch.full((n_users,), self.cfg.total_power) if self.cfg.access == 'oma' and self.cfg.oma_power == 'full' else p
 
+    def draw_state(self, batch: int, n_users: int, n_symbols: int,
+                   snr_db: Tensor,     # (B,) SNR in dB
+                   *, generator: torch.Generator | None = None) -> ChannelState:
+        "Draw the fading, its estimate, the noise variance and the side information of one batch."
+        c, dev = self.cfg, snr_db.device
+        nv = noise_var_from_snr(snr_db, power_split(n_users, total=c.total_power, weights=c.power_weights), c.snr_mode)
+        h = sample_fading(batch, n_users, c.fading, n_symbols=n_symbols, rician_k=c.rician_k, gain_db=c.gain_db,
+                          generator=generator, device=dev)
+        h_hat = estimate_csi(h, c.csi_err_var, generator=generator) if c.fading != 'none' else h
+        return ChannelState(h, h_hat, nv, side_info(snr_db, h_hat if c.csit else None, n_users),
+                            side_info(snr_db, h_hat if c.csir else None, n_users))
+
+    def transmit(self, z: Tensor, state: ChannelState, *, generator: torch.Generator | None = None) -> Tensor:
+        "Send power-normalised `z` (B, K, L) through the channel in `state`: NOMA (B, L) or OMA (B, K, L) output."
+        check_power(z, self.tx_power(z.shape[1]))
+        h = None if self.cfg.fading == 'none' else state.h
+        return (noma_mac if self.cfg.access == 'noma' else orthogonal_channel)(z, h, state.noise_var, generator=generator)
+
     def forward(self, z: Tensor, snr_db: Tensor | float, *, generator: torch.Generator | None = None) -> ChannelOutput:
-        "Send power-normalised symbols `z` (B, K, L) through the channel at `snr_db` (B,)."
+        "Send power-normalised symbols `z` (B, K, L) through the channel at `snr_db` (B,): draw the state, then transmit."
         if not z.is_complex() or z.ndim != 3: raise ValueError(f"z must be complex (B, K, L); got {z.dtype} {tuple(z.shape)}.")
         check_finite(z, 'z')
         B, K, L = z.shape
-        check_power(z, self.tx_power(K))
-        snr = check_snr_db(snr_db, B, device=z.device)
-        c = self.cfg
-        nv = noise_var_from_snr(snr, power_split(K, total=c.total_power, weights=c.power_weights), c.snr_mode)
-        h = sample_fading(B, K, c.fading, n_symbols=L, rician_k=c.rician_k, gain_db=c.gain_db, generator=generator, device=z.device)
-        h_hat = estimate_csi(h, c.csi_err_var, generator=generator) if c.fading != 'none' else h
-        h_in = None if c.fading == 'none' else h
-        y = (noma_mac if c.access == 'noma' else orthogonal_channel)(z, h_in, nv, generator=generator)
-        return ChannelOutput(y, h, h_hat, nv, side_info(snr, h_hat if c.csit else None, K),
-                             side_info(snr, h_hat if c.csir else None, K))
+        check_power(z, self.tx_power(K))                   # before any draw: a bad z consumes no random numbers
+        st = self.draw_state(B, K, L, check_snr_db(snr_db, B, device=z.device), generator=generator)
+        return ChannelOutput(self.transmit(z, st, generator=generator), *st)

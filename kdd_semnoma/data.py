@@ -18,7 +18,8 @@ from .core import data_path, make_generator
 __all__ = ['CIFAR10_CLASSES', 'CIFAR10_NPZ', 'N_VAL', 'IMAGE_EXTS', 'TILE_PHOTOS', 'GROUP_MODES', 'DATASETS', 'DATA_LAYOUT',
            'ArrayImages', 'TrainValid', 'train_val_split', 'NpzImages', 'env_now', 'npz_root', 'cifar10_from_npz',
            'cifar_root', 'data_in', 'given_data_path', 'check_data_folder', 'default_data', 'resolve_data', 'CIFAR10',
-           'load_image', 'ImageFolderDataset', 'sample_tiles', 'MultiUserDataset', 'DataLoaders', 'get_dls']
+           'load_image', 'ImageFolderDataset', 'sample_tiles', 'MultiUserDataset', 'DataLoaders', 'get_dls',
+           'grouped_test_set']
 
 # %% ../nbs/02_data.ipynb #f5dd50e5
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -302,3 +303,16 @@ def get_dls(name: str,                 # 'cifar10' | 'cifar10-npz' | 'folder' | 
     modes = ('random', 'fixed', 'fixed')
     return DataLoaders(*(DataLoader(MultiUserDataset(ds, n_users, mode=m, seed=seed), batch_size=batch_size,
                                     shuffle=False, num_workers=num_workers) for ds, m in zip(sets, modes)))
+
+# %% ../nbs/02_data.ipynb #7df9ae6c
+def grouped_test_set(data: str,            # a name of DATASETS
+                     n_users: int = 2, *, seed: int = 0,
+                     labels: bool = False):  # also return the (N, K) class ids (-1 where unlabelled)
+    "The test split of `data` in `get_dls`' fixed grouping, x: (N, K, 3, H, W) [and labels (N, K)]."
+    if data == 'cifar10-npz':
+        ds = MultiUserDataset(cifar10_from_npz('test-exact'), n_users, mode='fixed', seed=seed)   # the grouping get_dls uses
+        items = [ds[i] for i in range(len(ds))]
+    else: items = list(get_dls(data, n_users, 64, seed=seed).test)
+    join = torch.stack if data == 'cifar10-npz' else torch.cat     # items are single groups, or loader batches
+    x, y = join([a for a, _ in items]), join([b for _, b in items])
+    return (x, y) if labels else x

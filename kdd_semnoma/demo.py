@@ -248,7 +248,7 @@ def tiny_demo_models(ks: tuple = (2, 3),         # the numbers of users to train
         if tmp is not None: tmp.cleanup()
     return out
 
-# %% ../nbs/14_demo.ipynb
+# %% ../nbs/14_demo.ipynb #10a6b6ac
 def demo_images(n_groups: int = 2, n_users: int = 3) -> Tensor:  # (n_groups, n_users, 3, 32, 32) in [0, 1]
     "The demo's images: the first pixel-exact CIFAR-10 test images when the data folder holds them, else held-out photo tiles."
     from kdd_semnoma.core import data_path

@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 import matplotlib.pyplot as plt
 from fastcore.script import call_parse, store_true
 from .core import make_generator, model_device, default_device, check_finite, atomic_write, cli_errors
-from .metrics import save_results, make_results, refinement_scores
+from .metrics import refinement_scores
+from .results import save_results, make_results
 from .evaluate import reconstruct, load_for_eval
 from .semnoma import read_checkpoint
 from .data import resolve_data, check_data_folder, env_now, DATA_LAYOUT

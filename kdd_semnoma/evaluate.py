@@ -16,8 +16,8 @@ from . import __version__
 from .core import make_generator, model_device, default_device, atomic_write, cli_errors, resolve_precision
 from .channel import ChannelConfig, snr_grid, channel_name
 from .data import get_dls, resolve_data
-from .metrics import (psnr, ssim, jain_index, make_results, save_results, load_results, results_curves,
-                                 records_to_table, prediction_scores, feature_distances, semantic_conventions, CIFARNET)
+from .metrics import psnr, ssim, jain_index, prediction_scores, feature_distances, semantic_conventions, CIFARNET
+from .results import make_results, save_results, load_results, results_curves, records_to_table
 from .classifier import classifier_outputs
 from .semnoma import build_from_checkpoint, channel_config, decode
 from .sweep import eval_batches

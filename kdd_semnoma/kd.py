@@ -216,10 +216,14 @@ class KDLoss(torch.nn.Module):
                              f"{len(seq)} entries): use a SemNOMA-family model and an index in [0, {max(len(seq) - 1, 0)}].")
         return seq[self.crosskd_index]
 
+    def teacher_tail(self, teacher, out_s) -> Callable:  # (B, K, C, h, w) -> (B, K, 3, H, W)
+        "The frozen teacher decoder after `crosskd_index`, driven by the side information of the student's output."
+        return lambda f: teacher.decode_from(f, out_s, self.crosskd_index)
+
     def forward(self, out_s,                     # student JSCCOutput: x_hat, feats.rx, feats.dec, feats.seq
                 x: Tensor,                       # (B, K, 3, H, W) ground truth
                 out_t=None,                      # teacher JSCCOutput on the same x and SNR (None: no KD terms)
-                *, tail: Callable | None = None, # teacher decoder after `crosskd_index`, (B,K,C,h,w) -> (B,K,3,H,W)
+                *, teacher=None,                 # the frozen teacher (its `decode_from` is CrossKD's tail)
                ) -> KDTerms:
         "Weighted sum of the active terms."
         w, parts = self.weights, {}
@@ -232,9 +236,9 @@ class KDLoss(torch.nn.Module):
         if w.fa_dec: parts['fa_dec'] = (w.fa_dec, KD_LOSSES['fa'](list(out_s.feats.dec), list(out_t.feats.dec)))
         for name, wt in w.extra: parts[name] = (wt, get_kd_loss(name)(list(out_s.feats.dec), list(out_t.feats.dec)))
         if w.crosskd:
-            if tail is None:
-                raise ValueError("crosskd > 0 needs tail=, the frozen teacher decoder after crosskd_index (see train.teacher_tail).")
-            parts['crosskd'] = (w.crosskd, crosskd_loss(self._crosskd_feature(out_s), out_t.x_hat, tail=tail))
+            if teacher is None:
+                raise ValueError("crosskd > 0 needs teacher=, the frozen teacher model whose decoder CrossKD runs from crosskd_index.")
+            parts['crosskd'] = (w.crosskd, crosskd_loss(self._crosskd_feature(out_s), out_t.x_hat, tail=self.teacher_tail(teacher, out_s)))
         if not parts: raise ValueError("all KD weights are zero: nothing to optimise.")
         loss = sum(wt * v for wt, v in parts.values())
         return KDTerms(check_finite(loss, 'KD loss'), {k: v.detach() for k, (_, v) in parts.items()})

@@ -13,7 +13,7 @@ from .core import atomic_write, default_device, runs_path
 from .data import get_dls
 from .semnoma import read_checkpoint
 from .viz import plot_curves
-from .metrics import make_results, save_results
+from .results import make_results, save_results
 from .sweep import psnr_table
 from .train import train_config, train_stage, load_model
 

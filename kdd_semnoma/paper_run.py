@@ -15,7 +15,7 @@ from .data import resolve_data
 from .deepjscc import get_config, flops_per_image
 from .train import train_config, train_stage, init_distributed, dist_info, TrainConfig
 from .evaluate import eval_checkpoint
-from .metrics import save_results
+from .results import save_results
 
 # %% auto #0
 __all__ = ['BUDGET_SPLIT', 'stage_configs', 'matmul_peak_tflops', 'stage_summary', 'paper_run', 'kdd_paper_run']

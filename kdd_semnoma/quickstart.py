@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 from fastcore.script import call_parse, store_true
 from .core import default_device, atomic_write, cli_errors, make_generator, model_device
 from .channel import snr_grid
-from .data import get_dls, MultiUserDataset, cifar10_from_npz, resolve_data
-from .metrics import save_results, load_results, records_to_table, make_results
+from .data import get_dls, grouped_test_set, resolve_data
+from .results import save_results, load_results, records_to_table, make_results
 from .semnoma import build_from_checkpoint, decode, read_checkpoint
 from .train import train_config, train_stage
 from .kd_gain import run_kd_gain
@@ -28,7 +28,7 @@ from .bounds import awgn_mac_rates
 
 # %% auto #0
 __all__ = ['QUICKSTART_METHODS', 'ZOO_SYSTEMS', 'DATA_LABELS', 'plot_capacity', 'comparison_figure', 'train_quickstart',
-           'systems_grid', 'test_groups', 'zoo_quickstart', 'kdd_quickstart']
+           'systems_grid', 'zoo_quickstart', 'kdd_quickstart']
 
 # %% ../nbs/15_quickstart.ipynb #a893898d
 def plot_capacity(snrs_db, n_users: int = 2, ax=None):
@@ -141,17 +141,6 @@ def systems_grid(models: dict,            # {label: model}
     return fig
 
 # %% ../nbs/15_quickstart.ipynb #457cd6af
-def test_groups(data: str, n_users: int = 2, *, seed: int = 0,
-                labels: bool = False):   # also return the (N, K) class ids (-1 where unlabelled)
-    "The fixed test grouping of `data`, x: (N, K, 3, H, W) (for CIFAR-10 npz: the 466 exact pairs, read without the training file)."
-    if data == 'cifar10-npz':
-        ds = MultiUserDataset(cifar10_from_npz('test-exact'), n_users, mode='fixed', seed=seed)   # the grouping get_dls uses
-        items = [ds[i] for i in range(len(ds))]
-    else: items = list(get_dls(data, n_users, 64, seed=seed).test)
-    join = torch.stack if data == 'cifar10-npz' else torch.cat     # items are single groups, or loader batches
-    x, y = join([a for a, _ in items]), join([b for _, b in items])
-    return (x, y) if labels else x
-
 def zoo_quickstart(*, out_dir: str | Path | None = None,   # default ./kdd_runs/quickstart
                    channel: str = 'awgn',                   # 'awgn' | 'rayleigh' (which zoo systems)
                    data: str | None = None, snrs_db='0:20:5', seed: int = 0, device='cpu',
@@ -161,7 +150,7 @@ def zoo_quickstart(*, out_dir: str | Path | None = None,   # default ./kdd_runs/
     if channel not in ZOO_SYSTEMS: raise ValueError(f"channel must be one of {sorted(ZOO_SYSTEMS)}, got {channel!r}.")
     t0, data = time.time(), resolve_data(data)
     out_dir = Path(out_dir) if out_dir is not None else Path('kdd_runs') / 'quickstart'
-    test, labels = test_groups(data, seed=seed, labels=True)                          # (N, 2, 3, H, W), (N, 2)
+    test, labels = grouped_test_set(data, seed=seed, labels=True)                       # (N, 2, 3, H, W), (N, 2)
     use_clf = data in ('cifar10-npz', 'cifar10') and CIFARNET[len('zoo:'):] in available(root)
     clf = zoo.load(CIFARNET, root=root, device=device) if use_clf else None           # semantic metrics on CIFAR-10
     docs, models = {}, {}

@@ -12,42 +12,16 @@ import torch
 from torch import nn, Tensor
 from . import __version__
 from .core import to_complex, to_real, check_images, atomic_write, load_torch_file, weights_checksum, autocast
-from .channel import (ChannelConfig, Channel, CHANNEL_NAMES, fading_of, check_power, normalize_power, check_snr_db,
-                                 noise_var_from_snr, power_split, sample_fading, estimate_csi, side_info, noma_mac, orthogonal_channel)
+from .channel import ChannelConfig, Channel, CHANNEL_NAMES, fading_of, normalize_power, check_snr_db
 from .layers import init_weights
 from .afmodule import AFModule
 from .deepjscc import JSCCConfig, Encoder, Decoder, to_image
 
 # %% auto #0
-__all__ = ['MODELS', 'ChannelState', 'draw_channel_state', 'transmit', 'JSCCFeats', 'JSCCOutput', 'decoder_side', 'MultiUserJSCC',
-           'read_checkpoint', 'SemNOMA', 'OrthogonalTeacher', 'init_student_from_teacher', 'ResBlock', 'ResUpBlock',
-           'ResJSCCEncoder', 'JointDecoder', 'DeepJSCCNOMA', 'OMAJSCC', 'SingleUserJSCC', 'SICJSCC', 'make_model',
-           'build_from_checkpoint', 'with_channel', 'channel_config', 'decode']
-
-# %% ../nbs/06_semnoma.ipynb #366d967a
-class ChannelState(NamedTuple):
-    h: Tensor          # (B, K) or (B, K, L) true fading (ones for AWGN)
-    h_hat: Tensor      # same shape: the CSI estimate the transceivers use
-    noise_var: Tensor  # (B,) noise power per complex dimension
-    side_tx: Tensor    # (B, K, 3) transmitter side info [SNR, |h|, ∠h]
-    side_rx: Tensor    # (B, K, 3) receiver side info
-
-def draw_channel_state(channel: Channel, batch: int, n_users: int, n_symbols: int, snr_db: Tensor, *,
-                       generator: torch.Generator | None = None) -> ChannelState:
-    "Draw fading, CSI estimate, noise variance and side information for one batch (as `Channel.forward` does)."
-    c, dev = channel.cfg, snr_db.device
-    nv = noise_var_from_snr(snr_db, power_split(n_users, total=c.total_power, weights=c.power_weights), c.snr_mode)
-    h = sample_fading(batch, n_users, c.fading, n_symbols=n_symbols, rician_k=c.rician_k, gain_db=c.gain_db,
-                      generator=generator, device=dev)
-    h_hat = estimate_csi(h, c.csi_err_var, generator=generator) if c.fading != 'none' else h
-    return ChannelState(h, h_hat, nv, side_info(snr_db, h_hat if c.csit else None, n_users),
-                        side_info(snr_db, h_hat if c.csir else None, n_users))
-
-def transmit(channel: Channel, z: Tensor, state: ChannelState, *, generator: torch.Generator | None = None) -> Tensor:
-    "Send power-normalised `z` (B, K, L) through the channel in `state`: NOMA (B, L) or OMA (B, K, L) output."
-    check_power(z, channel.tx_power(z.shape[1]))
-    h = None if channel.cfg.fading == 'none' else state.h
-    return (noma_mac if channel.cfg.access == 'noma' else orthogonal_channel)(z, h, state.noise_var, generator=generator)
+__all__ = ['MODELS', 'JSCCFeats', 'JSCCOutput', 'decoder_side', 'MultiUserJSCC', 'read_checkpoint', 'SemNOMA',
+           'OrthogonalTeacher', 'init_student_from_teacher', 'ResBlock', 'ResUpBlock', 'ResJSCCEncoder', 'JointDecoder',
+           'DeepJSCCNOMA', 'OMAJSCC', 'SingleUserJSCC', 'SICJSCC', 'make_model', 'build_from_checkpoint',
+           'with_channel', 'channel_config', 'decode']
 
 # %% ../nbs/06_semnoma.ipynb #fce3f979
 class JSCCFeats(NamedTuple):
@@ -176,7 +150,7 @@ class SemNOMA(MultiUserJSCC):
             out = self.decoders[0](rx.flatten(0, 1), side.flatten(0, 1))        # one batch of B*K
             un = lambda t: t.unflatten(0, (rx.shape[0], -1))                      # (B*K, ...) -> (B, K, ...)
             return un(out.x_hat), [un(f) for f in out.feats], [un(f) for f in out.seq]
-        outs = [self.decoders[0 if self.shared_decoder else k](rx[:, k], side[:, k]) for k in range(rx.shape[1])]
+        outs = [self.decoders[k](rx[:, k], side[:, k]) for k in range(rx.shape[1])]
         stack = lambda fs: [torch.stack(f, 1) for f in zip(*fs)]
         return torch.stack([o.x_hat for o in outs], 1), stack([o.feats for o in outs]), stack([o.seq for o in outs])
 
@@ -185,15 +159,14 @@ class SemNOMA(MultiUserJSCC):
         side = side.feats.side if isinstance(side, JSCCOutput) else side
         if self.shared_decoder:
             return self.decoders[0].forward_from(f.flatten(0, 1), side.flatten(0, 1), index).unflatten(0, f.shape[:2])
-        return torch.stack([self.decoders[0 if self.shared_decoder else k].forward_from(f[:, k], side[:, k], index)
-                            for k in range(f.shape[1])], 1)
+        return torch.stack([self.decoders[k].forward_from(f[:, k], side[:, k], index) for k in range(f.shape[1])], 1)
 
     def forward(self, x: Tensor, snr_db: Tensor | float, *, generator: torch.Generator | None = None) -> JSCCOutput:
         "Images (B, K, 3, H, W) at SNR `snr_db` (B,) → reconstructions and features."
         x, snr = self._check_inputs(x, snr_db)
-        st = draw_channel_state(self.channel, x.shape[0], x.shape[1], self.net_cfg.n_symbols, snr, generator=generator)
+        st = self.channel.draw_state(x.shape[0], x.shape[1], self.net_cfg.n_symbols, snr, generator=generator)
         z = self.encode(x, st.side_tx)                                               # (B, K, L)
-        y = transmit(self.channel, z, st, generator=generator)                      # (B, L) or (B, K, L)
+        y = self.channel.transmit(z, st, generator=generator)                      # (B, L) or (B, K, L)
         rx, side = self.receive(y), decoder_side(st.side_rx, self.net_cfg.side)
         x_hat, dec, seq = self.decode(rx, side)
         return JSCCOutput(x_hat, z, y, JSCCFeats(rx, dec, side, seq))
@@ -287,9 +260,9 @@ class DeepJSCCNOMA(MultiUserJSCC):
 
     def forward(self, x: Tensor, snr_db, *, generator: torch.Generator | None = None) -> JSCCOutput:
         x, snr = self._check_inputs(x, snr_db); B, K = x.shape[:2]
-        st = draw_channel_state(self.channel, B, K, self.cfg.n_symbols, snr, generator=generator)
+        st = self.channel.draw_state(B, K, self.cfg.n_symbols, snr, generator=generator)
         z = self._power_normalize(self.encoder(x, st.side_tx))                        # (B, K, L)
-        y = transmit(self.channel, z, st, generator=generator)                       # (B, L)
+        y = self.channel.transmit(z, st, generator=generator)                       # (B, L)
         rx = to_real(y, self.cfg.latent_shape)                                       # (B, c, h, w)
         x_hat, feats = self.decoder(rx, st.side_rx.flatten(1))
         rep = lambda t: t.unsqueeze(1).expand(-1, K, *t.shape[1:])                   # (B, K, ...) view
@@ -333,9 +306,9 @@ class SICJSCC(SemNOMA):
         x, snr = self._check_inputs(x, snr_db); B, K = x.shape[:2]
         lat = self.net_cfg.latent_shape
         if self.cfg.side != 'own': raise ValueError("SICJSCC uses per-user side info: build it with JSCCConfig(side='own').")
-        st = draw_channel_state(self.channel, B, K, self.net_cfg.n_symbols, snr, generator=generator)
+        st = self.channel.draw_state(B, K, self.net_cfg.n_symbols, snr, generator=generator)
         z = self.encode(x, st.side_tx)                                                # (B, K, L)
-        y = transmit(self.channel, z, st, generator=generator)                       # (B, L)
+        y = self.channel.transmit(z, st, generator=generator)                       # (B, L)
         P = self.channel.tx_power(K).to(x.device)                                    # (K,)
         h_blk = st.h_hat.mean(-1) if st.h_hat.ndim == 3 else st.h_hat                # (B, K)
         order = torch.argsort(h_blk.abs() * P.sqrt(), dim=1, descending=True, stable=True)  # (B, K) strongest first

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from pathlib import Path
-from .metrics import ssim, make_results, save_results
+from .metrics import ssim
+from .results import make_results, save_results
 from .data import MultiUserDataset
 from .bounds import awgn_mac_rates, rayleigh_gains, symmetric_rate
 

@@ -27,10 +27,9 @@ from .sweep import batch_images, psnr_table
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_KIND', 'BUDGET_FIELDS', 'INITS', 'LR_SCHEDULES', 'PRESETS', 'TrainConfig', 'train_config', 'lr_at',
            'build_model', 'make_optimizer', 'step_generator', 'rng_state', 'set_rng_state', 'dist_info',
-           'init_distributed', 'barrier', 'agree_stop', 'teacher_tail', 'freeze', 'train_step', 'validate',
-           'TrainState', 'update_early_stopping', 'save_checkpoint', 'load_model', 'check_resumable', 'rank_batches',
-           'epoch_loader', 'train_one_epoch', 'fit', 'StageResult', 'images_to_device', 'load_teacher', 'train_stage',
-           'kdd_train']
+           'init_distributed', 'barrier', 'agree_stop', 'freeze', 'train_step', 'validate', 'TrainState',
+           'update_early_stopping', 'save_checkpoint', 'load_model', 'check_resumable', 'rank_batches', 'epoch_loader',
+           'train_one_epoch', 'fit', 'StageResult', 'images_to_device', 'load_teacher', 'train_stage', 'kdd_train']
 
 # %% ../nbs/09_train.ipynb #b2d058f1
 STAGES = ('teacher', 'student', 'semnoma', 'baseline')
@@ -207,11 +206,6 @@ def agree_stop(stop: StopRequest, time_up: bool, device=None) -> tuple:  # (sign
     return int(flags[0].item()), bool(flags[1].item())
 
 # %% ../nbs/09_train.ipynb #192d2e4a
-def teacher_tail(teacher: torch.nn.Module, out, index: int) -> Callable:
-    """The frozen teacher decoder after sequence element `index`, driven by the side information of `out`:
-    (B, K, C, h, w) -> (B, K, 3, H, W)."""
-    return lambda f: teacher.decode_from(f, out, index)
-
 def freeze(model: torch.nn.Module) -> torch.nn.Module:
     "Eval mode and no gradients: the teacher during distillation."
     return model.eval().requires_grad_(False)
@@ -227,11 +221,10 @@ def train_step(model: torch.nn.Module, x: Tensor, opt: torch.optim.Optimizer, lo
     g_t = torch.Generator(device).set_state(g.get_state())        # teacher: same fading draws as the student
     with autocast(device, cfg.precision):
         out = model(x, snr_db, generator=g)
-        out_t, tail = None, None
+        out_t = None
         if loss_fn.weights.needs_teacher:
             with torch.no_grad(): out_t = teacher(x, snr_db, generator=g_t)
-            tail = teacher_tail(teacher, out, loss_fn.crosskd_index)
-        res = loss_fn(out, x, out_t, tail=tail)
+        res = loss_fn(out, x, out_t, teacher=teacher)
     opt.zero_grad(set_to_none=True)
     res.loss.backward()
     if cfg.grad_clip: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

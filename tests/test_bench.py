@@ -50,7 +50,7 @@ def test_refiners_semnoma_smoke(tmp_path):
 def test_train_prior_restate(tmp_path):
     "bench/train_prior.py --restate: a report of the old ad-hoc layout becomes a results file, every number unchanged."
     import json
-    from kdd_semnoma.metrics import RESULT_KEYS, load_results
+    from kdd_semnoma.results import RESULT_KEYS, load_results
     cfg = dict(sample_size=32, block_out_channels=[32, 64], layers_per_block=1, attn_levels=[], norm_num_groups=8, dropout=0.0,
                num_train_timesteps=1000, beta_schedule='linear', lr=0.0002, warmup=100, batch_size=16, steps=300, ema_decay=0.999,
                grad_clip=1.0, flip=True)

@@ -6,7 +6,7 @@ import torch
 from kdd_semnoma.bounds import awgn_mac_rates, rayleigh_mac_rates, symmetric_rate, outage_probability, capacity_records
 from kdd_semnoma.separation import (available_codecs, codec_table, select_encoding, separation_records, CODEC_SETTINGS,
                                     _encode, PAYLOAD)
-from kdd_semnoma.metrics import make_results
+from kdd_semnoma.results import make_results
 
 
 @pytest.mark.parametrize("K", [1, 2, 4])

@@ -7,7 +7,7 @@ from kdd_semnoma.evaluate import evaluate, eval_results, plot_results, channel_c
 from kdd_semnoma.semnoma import make_model
 from kdd_semnoma.deepjscc import get_config
 from kdd_semnoma.train import train_config, train_stage
-from kdd_semnoma.metrics import load_results
+from kdd_semnoma.results import load_results
 
 
 def _cli(fn, args, tmp_path, timeout=600, module="evaluate"):

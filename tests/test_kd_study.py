@@ -95,7 +95,7 @@ def _toy_teacher_and_kd(tmp_path, monkeypatch):
     "Train a toy teacher and KD student of the selected study on the tiles; the student's npz."
     monkeypatch.setenv('KDD_SEMNOMA_HOME', str(tmp_path / 'home'))
     monkeypatch.setattr(ks, 'NPZ_DIR', tmp_path / 'npz')
-    monkeypatch.setattr(ks, 'test_groups', lambda: __import__('torch').rand(3, 2, 3, 32, 32))
+    monkeypatch.setattr(ks, 'test_pairs', lambda: __import__('torch').rand(3, 2, 3, 32, 32))
     budget = dict(preset='tiny', teacher_steps=2, student_steps=2, batch_size=4, val_every=2)
     for arm in ('teacher', 'kd'): ks.do_run('awgn', arm, 0, tmp_path / 'runs', budget, data='tiles')
     return np.load(tmp_path / 'npz' / 'awgn' / 'kd-s0.npz')

@@ -59,8 +59,8 @@ RESULTS_EXEMPT = {}
 
 
 def test_results_files_have_schema_and_command():
-    "Every results/**/*.json has the keys of metrics.make_results and a top-level `command`, except the listed files."
-    from kdd_semnoma.metrics import RESULT_KEYS
+    "Every results/**/*.json has the keys of results.make_results and a top-level `command`, except the listed files."
+    from kdd_semnoma.results import RESULT_KEYS
     files = sorted(p.relative_to(RESULTS).as_posix() for p in RESULTS.rglob("*.json"))
     bad, stale = [], [f"{f} (no such file)" for f in RESULTS_EXEMPT if f not in files]
     for f in files:
@@ -70,7 +70,7 @@ def test_results_files_have_schema_and_command():
         allowed = RESULTS_EXEMPT.get(f, ((), ""))[0]
         if extra := [k for k in lacks if k not in allowed]: bad.append(f"{f} lacks {extra}")
         if has := [k for k in allowed if k not in lacks]: stale.append(f"{f} now has {has}")
-    assert not bad, ("results files not in the schema of metrics.save_results (keys " + ", ".join(RESULT_KEYS) +
+    assert not bad, ("results files not in the schema of results.save_results (keys " + ", ".join(RESULT_KEYS) +
                      ", plus a `command` field naming the command that wrote the file):\n  " + "\n  ".join(bad))
     assert not stale, "stale entries in RESULTS_EXEMPT (tests/test_layout.py): remove them:\n  " + "\n  ".join(stale)
 

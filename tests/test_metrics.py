@@ -3,8 +3,8 @@ import json, math
 import pytest
 import torch
 from kdd_semnoma.metrics import (psnr, psnr_of_mean_mse, ssim, ms_ssim, lpips_model, inception_features_model,
-                                 find_weights, frechet_distance, feature_stats, save_results, load_results,
-                                 make_results, records_to_table, aggregate_records, jain_index)
+                                 find_weights, frechet_distance, feature_stats, jain_index)
+from kdd_semnoma.results import save_results, load_results, make_results, records_to_table, aggregate_records
 
 
 @pytest.fixture
