@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_evaluate.ipynb #6edf14a2
 from __future__ import annotations
-import shlex, sys
+import shlex, sys, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -16,7 +16,8 @@ from . import __version__
 from .core import make_generator, model_device, default_device, atomic_write, cli_errors, resolve_precision
 from .channel import ChannelConfig, snr_grid, channel_name
 from .data import get_dls, resolve_data
-from .metrics import psnr, ssim, jain_index, prediction_scores, feature_distances, semantic_conventions, CIFARNET
+from .metrics import (psnr, ssim, jain_index, prediction_scores, feature_distances, semantic_conventions, CIFARNET,
+                                 small_sample_flag, SmallSampleWarning)
 from .results import make_results, save_results, load_results, results_curves, records_to_table
 from .classifier import classifier_outputs
 from .semnoma import build_from_checkpoint, channel_config, decode
@@ -50,6 +51,9 @@ def semantic_records(classifier: torch.nn.Module,
         vals = {**prediction_scores(p_hat[:, k], clean['pred'][:, k], labels[:, k] if valid else None),
                 **feature_distances(f_hat[:, k], clean['feats'][:, k], seed=seed, paired=True)}
         recs += [dict(snr_db=float(snr), user=k, metric=name, value=float(v), n=n) for name, v in vals.items()]
+    if note := small_sample_flag(n):                                                # FID-CN / KID-CN on too few images
+        for r in recs:
+            if r['metric'].startswith(('fid_', 'kid_')): r['flag'] = note
     return recs
 
 @torch.inference_mode()
@@ -261,9 +265,11 @@ def kdd_eval(checkpoint: str = None,        # checkpoint written by kdd_train (b
         if checkpoint is None: raise SystemExit("kdd_eval: pass --checkpoint PATH (a best.pt or last.pt written by kdd_train).")
         data = resolve_data(data, data_path)
         loaded = load_for_eval(checkpoint, data=data, data_path=data_path, seed=seed, device=device)   # read once, used twice
-        res = eval_checkpoint(checkpoint, channel=channel, snrs_db=snrs, data=data, data_path=data_path, seed=seed,
-                              max_groups=max_groups, use_lpips=lpips, name=name, loaded=loaded,
-                              classifier=classifier, precision=precision, show_progress=not quiet and sys.stderr.isatty())
+        with warnings.catch_warnings():                                             # said once below, as one line
+            warnings.simplefilter('ignore', SmallSampleWarning)
+            res = eval_checkpoint(checkpoint, channel=channel, snrs_db=snrs, data=data, data_path=data_path, seed=seed,
+                                  max_groups=max_groups, use_lpips=lpips, name=name, loaded=loaded,
+                                  classifier=classifier, precision=precision, show_progress=not quiet and sys.stderr.isatty())
         out = Path(out) if out else Path('results') / f"{res['name']}.json"
         res['command'] = shlex.join(['kdd_eval', *sys.argv[1:]])                     # as typed, to rerun it
         save_results(res, out)
@@ -272,6 +278,7 @@ def kdd_eval(checkpoint: str = None,        # checkpoint written by kdd_train (b
                                + [m for m in ('sem_acc', 'sem_agree', 'fid_cifarnet', 'kid_cifarnet')
                                   if any(r['metric'] == m for r in res['records'])]))
         print(f"-> {out}")
+        if notes := sorted({r['flag'] for r in res['records'] if r.get('flag')}): print(f"kdd_eval: warning: {notes[0]}", file=sys.stderr)
         if recon:
             _, model, test = loaded
             xh, x = reconstruct(model, test, recon_snr, channel=channel, seed=seed, max_groups=max_groups)

@@ -14,12 +14,12 @@ from .core import atomic_write, weights_path, kdd_home, make_generator
 
 # %% auto #0
 __all__ = ['DEFAULT_CONVENTIONS', 'MS_SSIM_WEIGHTS', 'WEIGHT_FILES', 'LPIPS_NETS', 'FID_BACKEND', 'FID_RESIZER', 'CIFARNET',
-           'psnr', 'psnr_of_mean_mse', 'ssim', 'ms_ssim', 'jain_index', 'min_user', 'find_weights', 'lpips_model',
-           'lpips_distance', 'inception_features_model', 'image_features', 'feature_stats', 'frechet_distance',
-           'fid_stats_key', 'cached_fid_stats', 'fid_from_feats', 'fid_conventions', 'predict_classes',
-           'semantic_accuracy', 'kid_blocks_of', 'kid_from_feats', 'fid_cifarnet', 'kid_blocks', 'kid_cifarnet',
-           'prediction_scores', 'feature_distances', 'semantic_metric_fn', 'semantic_conventions', 'hf_energy_ratio',
-           'refinement_scores']
+           'DIST_MIN_N', 'psnr', 'psnr_of_mean_mse', 'ssim', 'ms_ssim', 'jain_index', 'min_user', 'find_weights',
+           'lpips_model', 'lpips_distance', 'inception_features_model', 'image_features', 'feature_stats',
+           'frechet_distance', 'fid_stats_key', 'cached_fid_stats', 'fid_from_feats', 'fid_conventions',
+           'predict_classes', 'semantic_accuracy', 'kid_blocks_of', 'kid_from_feats', 'fid_cifarnet', 'kid_blocks',
+           'kid_cifarnet', 'prediction_scores', 'SmallSampleWarning', 'small_sample_flag', 'feature_distances',
+           'semantic_metric_fn', 'semantic_conventions', 'hf_energy_ratio', 'refinement_scores']
 
 # %% ../nbs/08_metrics.ipynb #c412a469
 DEFAULT_CONVENTIONS = {
@@ -366,10 +366,22 @@ def prediction_scores(p_out: Tensor, p_ref: Tensor,   # (N,) classes predicted o
         vals.update(sem_acc=(p_out == labels).double().mean().item(), sem_acc_clean=(p_ref == labels).double().mean().item())
     return vals
 
+DIST_MIN_N = 256   # bench/fid_sample_bias.py (results/fid_sample_bias_cifar10.json, kid_min_n): below it KID-CN spreads > 20 %
+
+class SmallSampleWarning(UserWarning):
+    "FID-CN / KID-CN computed on fewer than DIST_MIN_N images per set."
+
+def small_sample_flag(n: int) -> str | None:  # the note for records of FID-CN / KID-CN on n images per set, or None
+    "A one-line note when `n` < DIST_MIN_N: the values are unreliable (measured in results/fid_sample_bias_cifar10.json)."
+    if n >= DIST_MIN_N: return None
+    return (f"small sample: FID-CN/KID-CN on n={n} < {DIST_MIN_N} images per set are unreliable (FID-CN biased upward, "
+            "KID-CN spread over 20 %; results/fid_sample_bias_cifar10.json): evaluate more images")
+
 def feature_distances(fa: Tensor, fb: Tensor,          # (M, D), (N, D) classifier features of outputs and originals
                       *, n_blocks: int = 10, seed: int = 0,
                       paired: bool = False) -> dict:   # fa[i] is the output made from original fb[i] (see kid_from_feats)
-    "fid_cifarnet and (when the sets allow blocks, see kid_blocks) kid_cifarnet with kid_cifarnet_se."
+    "fid_cifarnet and (when the sets allow blocks, see kid_blocks) kid_cifarnet with kid_cifarnet_se; warns below DIST_MIN_N."
+    if note := small_sample_flag(min(len(fa), len(fb))): warnings.warn(note, SmallSampleWarning, stacklevel=2)
     vals = {'fid_cifarnet': frechet_distance(*feature_stats(fa), *feature_stats(fb))}
     if nb := kid_blocks(len(fa), len(fb), n_blocks):                              # small sets: fewer, smaller blocks
         vals['kid_cifarnet'], vals['kid_cifarnet_se'] = kid_from_feats(fa, fb, n_blocks=nb, seed=seed, paired=paired)

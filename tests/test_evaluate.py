@@ -115,3 +115,17 @@ def test_evaluate_real_cifar10_pairs(real_data):
     assert a == evaluate(m, test, [0.0, 20.0], max_groups=20)
     assert all(r["n"] == 20 for r in a)
     assert len(test.dataset) == 466 and len(cifar10_from_npz("test-exact", real_data / "cifar10")) == 932
+
+
+def test_kdd_eval_flags_small_sample_distances(tmp_path):
+    "FID-CN / KID-CN on a few images per user (the tiles' 6 test groups): the records carry the flag, kdd_eval says so in one line."
+    r = _cli("kdd_eval", ["--checkpoint", "zoo:kd-semnoma-cifar10-awgn", "--data", "tiles", "--snrs", "10", "--max_groups", "16", "--classifier", "zoo:cifarnet-cifar10",
+                          "--device", "cpu", "--out", str(tmp_path / "e.json")], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    warn = [ln for ln in r.stderr.splitlines() if "warning" in ln.lower()]
+    recs = load_results(tmp_path / "e.json")["records"]
+    dist = [x for x in recs if x["metric"].startswith(("fid_", "kid_"))]
+    n = dist[0]["n"]
+    assert len(warn) == 1 and warn[0].startswith("kdd_eval: warning: small sample") and f"n={n} <" in warn[0], r.stderr[-2000:]
+    assert n < 16 and all(f"n={n} <" in x["flag"] for x in dist)
+    assert not any("flag" in x for x in recs if x["metric"] in ("psnr", "sem_acc"))
