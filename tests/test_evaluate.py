@@ -119,7 +119,8 @@ def test_evaluate_real_cifar10_pairs(real_data):
 
 def test_kdd_eval_flags_small_sample_distances(tmp_path):
     "FID-CN / KID-CN on a few images per user (the tiles' 6 test groups): the records carry the flag, kdd_eval says so in one line."
-    r = _cli("kdd_eval", ["--checkpoint", "zoo:kd-semnoma-cifar10-awgn", "--data", "tiles", "--snrs", "10", "--max_groups", "16", "--classifier", "zoo:cifarnet-cifar10",
+    r = _cli("kdd_eval", ["--checkpoint", "zoo:kd-semnoma-cifar10-awgn", "--data", "tiles", "--snrs", "10", "--max_groups", "16",
+                          "--classifier", "zoo:cifarnet-cifar10",
                           "--device", "cpu", "--out", str(tmp_path / "e.json")], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     warn = [ln for ln in r.stderr.splitlines() if "warning" in ln.lower()]
