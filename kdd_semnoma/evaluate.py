@@ -27,9 +27,9 @@ from . import zoo
 from .viz import plot_curves, show_image
 
 # %% auto #0
-__all__ = ['semantic_records', 'evaluate', 'reconstruct', 'save_reconstructions', 'eval_conventions', 'eval_results',
-           'plot_results', 'reconstruction_grid', 'load_for_eval', 'resolve_classifier', 'eval_checkpoint', 'kdd_eval',
-           'kdd_plot']
+__all__ = ['METRIC_LABELS', 'semantic_records', 'evaluate', 'reconstruct', 'save_reconstructions', 'eval_conventions',
+           'eval_results', 'plot_results', 'reconstruction_grid', 'load_for_eval', 'resolve_classifier',
+           'eval_checkpoint', 'kdd_eval', 'kdd_plot']
 
 # %% ../nbs/10_evaluate.ipynb #33c05c10
 def _group_records(q: Tensor, snr: float, n: int) -> list:  # q: (K,) per-user mean PSNR
@@ -147,6 +147,10 @@ def eval_results(name: str, records: list, model: torch.nn.Module, *, channel=No
                         **({'command': command} if command else {}))
 
 # %% ../nbs/10_evaluate.ipynb #11316634
+METRIC_LABELS = {'psnr': 'PSNR (dB)', 'psnr_mse': 'PSNR of the mean MSE (dB)', 'psnr_min_user': 'worst user PSNR (dB)',
+                 'ssim': 'SSIM', 'lpips': 'LPIPS', 'jain_psnr': "Jain's index of the users' PSNR", 'sem_acc': 'semantic accuracy',
+                 'sem_agree': 'prediction agreement', 'fid_cifarnet': 'FID-CN', 'kid_cifarnet': 'KID-CN'}   # axis labels, units
+
 def plot_results(results,                    # results dicts / JSON paths (one or a list)
                  metric: str = 'psnr', *, per_user: bool = False, ax=None, title: str | None = None,
                  ylabel: str | None = None, skip_missing: bool = False):
@@ -164,7 +168,7 @@ def plot_results(results,                    # results dicts / JSON paths (one o
         for key in keys or [metric]:
             label = doc['name'] + (f" · user {key.rsplit('user', 1)[1]}" if key != metric else '')
             curves[label] = results_curves({**doc, 'results': {**res, metric: res[key]}}, metric)[doc['name']]
-    return plot_curves(curves, ax=ax, ylabel=ylabel or metric.upper().replace('_', ' '), title=title)
+    return plot_curves(curves, ax=ax, ylabel=ylabel or METRIC_LABELS.get(metric, metric.upper().replace('_', ' ')), title=title)
 
 @torch.inference_mode()
 def reconstruction_grid(model: torch.nn.Module,

@@ -27,8 +27,8 @@ from .metrics import CIFARNET
 from .bounds import awgn_mac_rates
 
 # %% auto #0
-__all__ = ['QUICKSTART_METHODS', 'ZOO_SYSTEMS', 'DATA_LABELS', 'plot_capacity', 'comparison_figure', 'train_quickstart',
-           'systems_grid', 'zoo_quickstart', 'kdd_quickstart']
+__all__ = ['QUICKSTART_METHODS', 'QUICKSTART_DIRS', 'ZOO_SYSTEMS', 'DATA_LABELS', 'plot_capacity', 'comparison_figure',
+           'train_quickstart', 'n_images', 'systems_grid', 'zoo_quickstart', 'kdd_quickstart']
 
 # %% ../nbs/15_quickstart.ipynb #a893898d
 def plot_capacity(snrs_db, n_users: int = 2, ax=None):
@@ -51,9 +51,9 @@ def comparison_figure(docs: list,               # results dicts of the learned m
     all_docs = list(docs) + [dict(d, name=label) for label, d in (extra or {}).items()]
     sem = [d for d in all_docs if 'sem_acc' in d['results']]
     n = 2 + bool(sem) + capacity
-    fig, axs = plt.subplots(1, n, figsize=(4.5 * n, 3.6))
-    plot_results(all_docs, 'psnr', ax=axs[0], title=title)
-    plot_results(all_docs, 'ssim', ax=axs[1], skip_missing=True)
+    fig, axs = plt.subplots(1, n, figsize=(4.5 * n, 3.9))
+    plot_results(all_docs, 'psnr', ax=axs[0], title='PSNR')
+    plot_results(all_docs, 'ssim', ax=axs[1], skip_missing=True, title='SSIM')
     if sem:
         plot_results(sem, 'sem_acc', ax=axs[2], ylabel='top-1 accuracy of CifarNet', title='semantic accuracy', skip_missing=True)
         clean = [v for d in sem for v in d['results'].get('sem_acc_clean', []) if v is not None]
@@ -61,11 +61,14 @@ def comparison_figure(docs: list,               # results dicts of the learned m
     for ax in axs[:2 + bool(sem)]:
         ax.lines[0].set(zorder=5, lw=2.2, color='k', marker='s'); ax.legend(fontsize=7)   # the KD student on top
     if capacity: plot_capacity(snr_grid(snrs_db), n_users, ax=axs[-1])
+    for ax in axs: ax.set_xticks(snr_grid(snrs_db))                             # every panel on the evaluated SNRs
+    if title: fig.suptitle(title, fontsize=10)                                  # the data and images, over all panels
     fig.tight_layout()
     return fig
 
-QUICKSTART_METHODS = (('kd', 'KD-SemNOMA'), ('nokd', 'SemNOMA (no KD, teacher init)'), ('oma', 'OMA/TDMA DeepJSCC'),
-                      ('teacher', 'teacher (orthogonal, full band per user)'))
+QUICKSTART_METHODS = (('kd', 'KD-SemNOMA'), ('nokd', 'SemNOMA (no KD, from scratch)'), ('oma', 'OMA/TDMA DeepJSCC'),
+                      ('teacher', 'teacher (orthogonal, full band per user)'))   # the zoo's systems and labels (ZOO_SYSTEMS)
+QUICKSTART_DIRS = {'kd': 'kd', 'nokd': 'scratch', 'oma': 'oma', 'teacher': 'teacher'}   # --train: run folder of each
 
 def train_quickstart(*, out_dir: str | Path | None = None, data: str | None = None, preset: str = 'cpu-small',
                teacher_steps: int = 300, student_steps: int = 150, batch_size: int = 32,
@@ -73,7 +76,7 @@ def train_quickstart(*, out_dir: str | Path | None = None, data: str | None = No
                snrs_db='0:20:5', max_groups: int | None = None, seed: int = 0, device=None,
                extra_results: dict | None = None,   # {label: results dict or JSON path} added to the plot
                show_progress: bool = True) -> dict:   # {method: results dict}
-    "The --train pipeline: teacher, KD student, no-KD SemNOMA (teacher init) and OMA trained briefly; sweep AWGN SNRs; JSON, table, plot."
+    "The --train pipeline: teacher, KD student, SemNOMA from scratch and OMA trained briefly (the zoo's kinds); JSON, plots, summary."
     t0 = time.time()
     out_dir = Path(out_dir) if out_dir is not None else Path('kdd_runs') / 'quickstart'
     data, device = resolve_data(data), default_device(device)
@@ -85,26 +88,27 @@ def train_quickstart(*, out_dir: str | Path | None = None, data: str | None = No
                        val_every=val_every, seed=seed)
     train_stage(oma, data=data, out_dir=out_dir / 'oma', device=device, resume=(out_dir / 'oma' / 'last.pt').exists(),
                 show_progress=show_progress)
+    scratch = train_config('semnoma', preset, max_steps=student_steps, batch_size=batch_size, val_every=val_every, seed=seed)
+    train_stage(scratch, data=data, out_dir=out_dir / 'scratch', device=device,                 # SemNOMA from scratch, as the zoo's
+                resume=(out_dir / 'scratch' / 'last.pt').exists(), show_progress=show_progress)
     test = get_dls(data, oma.n_users, 64, seed=seed).test
     docs, command = {}, (f"kdd_quickstart --train --out_dir {out_dir} --data {data} --preset {preset} --teacher_steps {teacher_steps} "
                          f"--student_steps {student_steps} --batch_size {batch_size}" + (f" --oma_steps {oma_steps}" if oma_steps else ''))
+    models = {}
     for key, label in QUICKSTART_METHODS:
-        ck = out_dir / key / 'best.pt'
+        ck = out_dir / QUICKSTART_DIRS[key] / 'best.pt'
         c = read_checkpoint(ck)
-        model = build_from_checkpoint(c).to(device).eval()
+        model = models[label] = build_from_checkpoint(c).to(device).eval()
         recs = evaluate(model, test, snrs_db, seed=seed, max_groups=max_groups)
         docs[key] = eval_results(label, recs, model, seed=seed, checkpoint=ck, ckpt=c,
-                                 data=f"{data}, fixed test grouping, first {recs[0]['n']} groups of {model.n_users}",
+                                 data=f"{DATA_LABELS.get(data, data)}; fixed test grouping, {n_images(recs[0]['n'], model.n_users)}",
                                  description=f"kdd_quickstart: {label}, preset {preset}, best validation checkpoint",
                                  command=command)
         save_results(docs[key], out_dir / f'eval_{key}.json')
     extra = {label: r if isinstance(r, dict) else load_results(r) for label, r in dict(extra_results or {}).items()}
-    fig = comparison_figure(list(docs.values()), extra, snrs_db=snrs_db, n_users=oma.n_users, title=f'{data}, AWGN, K={oma.n_users}')
-    atomic_write(out_dir / 'quickstart.png', lambda p: fig.savefig(p, dpi=120, format='png')); plt.close(fig)
-    summary = '\n\n'.join(f"**{docs[k]['name']}**\n\n"
-                          + records_to_table(docs[k]['records'], metrics=['psnr', 'psnr_mse', 'ssim', 'jain_psnr'])
-                          for k, _ in QUICKSTART_METHODS)
-    atomic_write(out_dir / 'quickstart.md', lambda p: Path(p).write_text(summary + '\n'))
+    x = next(iter(test))[0][:2].float()                                               # (2, K, 3, H, W): two groups for the grid
+    _write_quickstart(out_dir, docs, models, x, data=data, channel='awgn', snrs_db=snrs_db, seed=seed, root=None,
+                      command=command, extra=extra, n=recs[0]['n'])
     docs['time_s'] = time.time() - t0
     return docs
 
@@ -117,8 +121,12 @@ ZOO_SYSTEMS = {   # channel -> ((key, zoo entry, label), ...), the KD student fi
     'rayleigh': (('kd', 'kd-semnoma-cifar10-rayleigh', 'KD-SemNOMA'), ('nokd', 'semnoma-cifar10-rayleigh', 'SemNOMA (no KD, from scratch)'),
                  ('teacher', 'teacher-cifar10-rayleigh', 'teacher (orthogonal, full band per user)')),
 }
-DATA_LABELS = {'cifar10-npz': 'CIFAR-10, 466 pixel-exact test pairs', 'cifar10': "CIFAR-10 test set (torchvision)",
+DATA_LABELS = {'cifar10-npz': 'CIFAR-10, pixel-exact test images', 'cifar10': "CIFAR-10 test set (torchvision)",
                'tiles': 'photo tiles (no CIFAR-10 found: set KDD_SEMNOMA_DATA)'}
+
+def n_images(n_groups: int, n_users: int) -> str:  # e.g. '466 groups of 2 = 932 images'
+    "How many images a figure or summary shows, in words."
+    return f"{n_groups} groups of {n_users} = {n_groups * n_users} images"
 
 @torch.inference_mode()
 def systems_grid(models: dict,            # {label: model}
@@ -161,11 +169,12 @@ def zoo_quickstart(*, out_dir: str | Path | None = None,   # default ./kdd_runs/
         model = models[label] = build_from_checkpoint(ck).to(device).eval()
         recs = evaluate(model, (test, labels), snrs_db, seed=seed, max_groups=max_groups, batch_size=256, classifier=clf)
         docs[key] = eval_results(label, recs, model, seed=seed, checkpoint=f'zoo:{name}', ckpt=ck,
-                                 data=f"{DATA_LABELS.get(data, data)}; fixed test grouping, {recs[0]['n']} groups of {model.n_users}",
+                                 data=f"{DATA_LABELS.get(data, data)}; fixed test grouping, {n_images(recs[0]['n'], model.n_users)}",
                                  description=f"kdd_quickstart: zoo entry {name} ({label})", command=command)
         save_results(docs[key], out_dir / f'eval_{key}.json')
-    _write_quickstart(out_dir, docs, models, test, data=data, channel=channel, snrs_db=snrs_db, seed=seed, root=root,
-                      command=command)
+    sep = _separation_doc(data, channel, root)
+    _write_quickstart(out_dir, docs, models, test[:2].float(), data=data, channel=channel, snrs_db=snrs_db, seed=seed, root=root,
+                      command=command, extra={'separation (best codec at capacity)': sep} if sep else {}, n=recs[0]['n'])
     return {**docs, 'time_s': time.time() - t0, 'out_dir': out_dir, 'data': data}
 
 # %% ../nbs/15_quickstart.ipynb #c92292a4
@@ -174,22 +183,24 @@ def _separation_doc(data: str, channel: str, root) -> dict | None:
     f = (Path(root) if root is not None else zoo_dir()).parent / 'results' / f'separation_cifar10_{channel}.json'
     return load_results(f) if data == 'cifar10-npz' and channel == 'awgn' and f.is_file() else None
 
-def _write_quickstart(out_dir: Path, docs: dict, models: dict, test, *, data: str, channel: str, snrs_db, seed: int, root,
-                      command: str) -> None:
-    "quickstart.json, quickstart.png (curves), quickstart_grid.png (decodings) and quickstart.md (tables)."
-    sep = _separation_doc(data, channel, root)
+def _write_quickstart(out_dir: Path, docs: dict, models: dict,
+                      x: torch.Tensor,                 # (2, K, 3, H, W) the two groups the grid shows
+                      *, data: str, channel: str, snrs_db, seed: int, root, command: str,
+                      extra: dict,                     # {label: results dict} more curves (the separation baseline)
+                      n: int) -> None:                 # test groups evaluated
+    "quickstart.json, quickstart.png (curves), quickstart_grid.png (decodings) and quickstart.md (tables), both modes."
+    K = x.shape[1]
+    what = f"{DATA_LABELS.get(data, data)}, {channel.upper()}, K={K}, {n_images(n, K)}"
     save_results(make_results(f'quickstart-{channel}', [], results={k: v['results'] for k, v in docs.items()},
                               description='kdd_quickstart summary: the results table of every system (eval_*.json beside it)',
                               config=dict(channel=channel, names={k: v['name'] for k, v in docs.items()}),
                               seed=seed, data=DATA_LABELS.get(data, data), command=command), out_dir / 'quickstart.json')
-    fig = comparison_figure(list(docs.values()), {'separation (best codec at capacity)': sep} if sep else None, snrs_db=snrs_db,
-                            title=f"{DATA_LABELS.get(data, data)}, {channel.upper()}, K=2", capacity=channel == 'awgn')
+    fig = comparison_figure(list(docs.values()), extra or None, snrs_db=snrs_db, n_users=K, title=what, capacity=channel == 'awgn')
     atomic_write(out_dir / 'quickstart.png', lambda p: fig.savefig(p, dpi=110, format='png')); plt.close(fig)
-    x = test[:2].float()                                                              # (2, K, 3, H, W): two groups
     fig = systems_grid(models, x, seed=seed)
     atomic_write(out_dir / 'quickstart_grid.png', lambda p: fig.savefig(p, dpi=110, format='png')); plt.close(fig)
-    head = (f"# kdd_quickstart: {channel.upper()}, {DATA_LABELS.get(data, data)}\n\n"
-            "![curves](quickstart.png)\n\n![decodings](quickstart_grid.png)\n\n")
+    head = (f"# kdd_quickstart: {what}\n\n"
+            f"![curves: {what}](quickstart.png)\n\n![decodings of the first {n_images(len(x), K)}](quickstart_grid.png)\n\n")
     body = '\n\n'.join(f"**{d['name']}** ({d['config'].get('checkpoint', '')})\n\n"
                        + records_to_table(d['records'], metrics=['psnr', 'ssim', 'jain_psnr']
                                           + [m for m in ('sem_acc', 'fid_cifarnet', 'kid_cifarnet') if m in d['results']])
