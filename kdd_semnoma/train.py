@@ -8,7 +8,7 @@ import math, random, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 import numpy as np
 import torch
 from torch import Tensor
@@ -29,7 +29,9 @@ __all__ = ['STAGES', 'STAGE_KIND', 'BUDGET_FIELDS', 'INITS', 'LR_SCHEDULES', 'PR
            'build_model', 'make_optimizer', 'step_generator', 'rng_state', 'set_rng_state', 'dist_info',
            'init_distributed', 'barrier', 'agree_stop', 'freeze', 'train_step', 'validate', 'TrainState',
            'update_early_stopping', 'save_checkpoint', 'load_model', 'check_resumable', 'rank_batches', 'epoch_loader',
-           'train_one_epoch', 'fit', 'StageResult', 'images_to_device', 'load_teacher', 'train_stage', 'kdd_train']
+           'Run', 'Callback', 'Progress', 'TimeBudget', 'SignalStop', 'AgreeStop', 'Validate', 'EarlyStopping',
+           'Checkpoint', 'resume_state', 'start_run', 'train_loop', 'train_callbacks', 'fit', 'StageResult',
+           'images_to_device', 'load_teacher', 'train_stage', 'kdd_train']
 
 # %% ../nbs/09_train.ipynb #b2d058f1
 STAGES = ('teacher', 'student', 'semnoma', 'baseline')
@@ -197,11 +199,11 @@ def barrier() -> None:
     import torch.distributed as dist
     if dist_info()[1] > 1: dist.barrier()
 
-def agree_stop(stop: StopRequest, time_up: bool, device=None) -> tuple:  # (signum, time_up), the same on every rank
+def agree_stop(signum: int, time_up: bool, device=None) -> tuple:  # (signum, time_up), the same on every rank
     "The stop signal any rank received (its number, 0: none) and rank 0's time-up flag, agreed by all_reduce MAX."
     rank, world = dist_info()
-    if world == 1: return stop.signum, time_up
-    flags = torch.tensor([float(stop.signum), float(time_up and rank == 0)], device=device)
+    if world == 1: return signum, time_up
+    flags = torch.tensor([float(signum), float(time_up and rank == 0)], device=device)
     torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
     return int(flags[0].item()), bool(flags[1].item())
 
@@ -253,6 +255,11 @@ class TrainState:
     acc: dict = field(default_factory=dict)        # running sums of the train terms since the last validation
     time_s: float = 0.             # wall-clock seconds spent in fit, over all (resumed) sessions
 
+    def add_terms(self, terms: dict) -> None:
+        "Add one step's loss terms to the running sums (`acc`; the number of steps in acc['n'])."
+        for k, v in terms.items(): self.acc[k] = self.acc.get(k, 0.) + v
+        self.acc['n'] = self.acc.get('n', 0) + 1
+
 def update_early_stopping(state: TrainState, score: float, patience: int) -> bool:  # True if `score` is a new best
     "Record a validation score; set `state.stopped` after `patience` validations without improvement (0 = never)."
     improved = score > state.best
@@ -299,97 +306,187 @@ def epoch_loader(ds, epoch: int, start: int, cfg: TrainConfig) -> DataLoader:
     # a private generator: creating the loader must not consume the global RNG (that would break exact resume)
     return DataLoader(ds, batch_sampler=batches, num_workers=cfg.num_workers, generator=make_generator(cfg.seed + epoch))
 
-def train_one_epoch(model: torch.nn.Module, loader, opt: torch.optim.Optimizer, loss_fn: KDLoss, cfg: TrainConfig,
-                    *, state: TrainState, total: int, teacher: torch.nn.Module | None = None,
-                    after_step: Callable | None = None, pbar=None) -> None:
-    "Train on the batches of `loader` until it ends, `total` steps are reached or early stopping fires."
-    model.train()
-    device = model_device(model)
-    for batch in loader:
-        x = check_images(batch_images(batch).to(device, non_blocking=True).float(), cfg.n_users)
-        for group in opt.param_groups: group['lr'] = lr_at(cfg, state.step, total)
-        terms = train_step(model, x, opt, loss_fn, cfg, step=state.step, teacher=teacher, rank=dist_info()[0])
-        state.step += 1
-        for k, v in terms.items(): state.acc[k] = state.acc.get(k, 0.) + v
-        state.acc['n'] = state.acc.get('n', 0) + 1
-        if pbar is not None: pbar.update(1); pbar.set_postfix(loss=f"{terms['loss']:.4f}")
-        if after_step is not None and after_step(): break
-        if state.step >= total or state.stopped: break
+# %% ../nbs/09_train.ipynb #3bb60e98
+@dataclass
+class Run:
+    "One `fit` in progress: what its loop and its callbacks read and write."
+    cfg: TrainConfig
+    state: TrainState = field(default_factory=TrainState)   # what checkpoints hold: step, best, history, ...
+    total: int = 1                  # optimiser steps of the whole run
+    n_batches: int = 1              # full batches per epoch
+    model: torch.nn.Module | None = None   # the model (checkpoints hold its weights)
+    net: torch.nn.Module | None = None     # what takes the steps: `model`, or its DistributedDataParallel wrapper
+    opt: torch.optim.Optimizer | None = None
+    loss_fn: KDLoss | None = None
+    dls: object = None              # data.DataLoaders (train / valid)
+    out_dir: Path = Path('.')       # holds last.pt and best.pt
+    teacher: torch.nn.Module | None = None  # frozen teacher of the KD stage
+    teacher_path: str | None = None # recorded in the checkpoints
+    rank: int = 0                   # data-parallel rank and world size (0, 1: one process)
+    world: int = 1
+    t0: float = 0.                  # the wall clock at which `state.time_s` was 0 (earlier on a resume)
+    terms: dict = field(default_factory=dict)   # the last step's loss terms
+    val: dict | None = None         # this step's validation record (None on steps without one)
+    improved: bool = False          # this step's validation is a new best
+    signum: int = 0                 # stop signal received (agreed over the ranks), 0: none
+    time_up: bool = False           # the time budget is spent (agreed over the ranks)
 
-# %% ../nbs/09_train.ipynb #79a8b077
-def fit(model: torch.nn.Module, dls, cfg: TrainConfig,   # dls: data.DataLoaders (train / valid loaders)
-        *, out_dir: str | Path,                          # where last.pt and best.pt go
-        teacher: torch.nn.Module | None = None,          # frozen teacher, required when stage == 'student'
-        teacher_path: str | None = None,                 # recorded in the checkpoints
-        resume: bool = False,                            # continue the run in out_dir from last.pt
-        show_progress: bool = True) -> list:             # history: one dict per validation
-    "Train `model` on `dls.train` with validation on `dls.valid`, checkpointing to `out_dir`; a stop signal raises `Preempted`."
-    with run_lock(out_dir) if dist_info()[0] == 0 else nullcontext(), graceful_stop() as stop:   # rank 0 writes
-        return _fit(model, dls, cfg, out_dir=Path(out_dir), teacher=teacher, teacher_path=teacher_path, resume=resume,
-                    show_progress=show_progress, stop=stop)
+    @property
+    def stop(self) -> bool: return self.state.stopped or self.time_up or bool(self.signum)   # the loop ends after this step
+    @property
+    def preempted(self) -> bool:   # stopped by a signal before the run's end: fit raises Preempted
+        return bool(self.signum) and self.state.step < self.total and not self.state.stopped and not self.time_up
+    @property
+    def last(self) -> Path: return self.out_dir / 'last.pt'
+    @property
+    def device(self) -> torch.device: return model_device(self.model)
+    def elapsed(self) -> float: return time.time() - self.t0   # wall-clock seconds of the run, over all sessions
 
-def _fit(model, dls, cfg, *, out_dir: Path, teacher, teacher_path, resume, show_progress, stop: StopRequest) -> list:
-    "The body of `fit`, holding the run folder's lock, with `stop` set by a stop signal."
-    last = out_dir / 'last.pt'
+    def save(self, path: Path, with_opt: bool = True) -> None:
+        "Rank 0 writes a checkpoint of the run (atomically, + optimiser and RNG states if `with_opt`); the others wait for it."
+        opt = self.opt if with_opt else None
+        if self.rank == 0: save_checkpoint(path, self.model, self.cfg, self.state, opt, teacher=self.teacher_path)
+        barrier()
+
+class Callback:
+    "A hook into `fit`'s loop: override the hooks you need."
+    def before_fit(self, run: Run) -> None: pass   # after the setup, before the first step
+    def after_step(self, run: Run) -> None: pass   # after every optimiser step (`run.state.step` counts it)
+    def after_fit(self, run: Run) -> None: pass    # always, also after an error: close what before_fit opened
+
+# %% ../nbs/09_train.ipynb #726e1fe0
+class Progress(Callback):
+    "A progress bar over the run's steps showing the last loss (rank 0; none when `show` is False)."
+    def __init__(self, show: bool = True): self.show = show
+    def before_fit(self, run):
+        self.pbar = tqdm(total=run.total, initial=run.state.step, disable=not self.show or run.rank > 0, desc=run.cfg.stage)
+    def after_step(self, run): self.pbar.update(1); self.pbar.set_postfix(loss=f"{run.terms['loss']:.4f}")
+    def after_fit(self, run): self.pbar.close()
+
+# %% ../nbs/09_train.ipynb #dc462b7c
+class TimeBudget(Callback):
+    "Set `run.time_up` once `minutes` of wall clock have passed since the start of this `fit` (0: no budget)."
+    def __init__(self, minutes: float = 0.): self.minutes = minutes
+    def before_fit(self, run): self.deadline = time.time() + 60 * self.minutes if self.minutes else math.inf
+    def after_step(self, run): run.time_up = time.time() >= self.deadline
+
+# %% ../nbs/09_train.ipynb #a79051c2
+class SignalStop(Callback):
+    "Copy the stop signal `core.graceful_stop` caught (its number, 0: none) into `run.signum` after each step."
+    def __init__(self, stop: StopRequest): self.stop = stop
+    def after_step(self, run): run.signum = self.stop.signum
+
+# %% ../nbs/09_train.ipynb #a34d6393
+class AgreeStop(Callback):
+    "Make `run.signum` and `run.time_up` the same on every rank (any rank's signal, rank 0's clock) after each step."
+    def before_fit(self, run): self.device = run.device if run.device.type == 'cuda' else 'cpu'   # NCCL needs CUDA
+    def after_step(self, run): run.signum, run.time_up = agree_stop(run.signum, run.time_up, self.device)
+
+# %% ../nbs/09_train.ipynb #30b2b4f4
+class Validate(Callback):
+    "At validation steps, append {step, epoch, train_*, val_*, time_s} to the history and keep it in `run.val`."
+    def before_fit(self, run): self.every = run.cfg.val_every or run.n_batches
+    def due(self, run) -> bool: return run.state.step % self.every == 0 or run.state.step >= run.total or run.time_up
+    def after_step(self, run):
+        s, cfg, run.val = run.state, run.cfg, None
+        if not self.due(run): return
+        n = s.acc.pop('n'); rec = {'step': s.step, 'epoch': (s.step - 1) // run.n_batches}
+        rec.update({f'train_{k}': v / n for k, v in s.acc.items()}); s.acc = {}
+        rec.update({f'val_{k}': v for k, v in validate(run.model, run.dls.valid, snrs_db=cfg.val_snr_db, seed=cfg.seed,
+                                                       max_groups=cfg.val_groups, precision=cfg.precision).items()})
+        rec['time_s'] = s.time_s = run.elapsed(); s.history.append(rec); run.val = rec
+
+# %% ../nbs/09_train.ipynb #f45badd6
+class EarlyStopping(Callback):
+    "After each validation, track the best score (`run.improved`) and stop after `patience` validations without one (0: never)."
+    def __init__(self, patience: int = 0): self.patience = patience
+    def after_step(self, run):
+        run.improved = run.val is not None and update_early_stopping(run.state, run.val['val_psnr'], self.patience)
+
+# %% ../nbs/09_train.ipynb #f66b8bed
+class Checkpoint(Callback):
+    "Write last.pt at validations, every `cfg.ckpt_every` steps and on a stop signal; best.pt at a new best."
+    def after_step(self, run):
+        s, every = run.state, run.cfg.ckpt_every
+        if run.val is None:
+            if run.signum or (every and s.step % every == 0): s.time_s = run.elapsed(); run.save(run.last)
+            return
+        if run.improved: run.save(run.out_dir / 'best.pt', with_opt=False)
+        run.save(run.last)
+
+# %% ../nbs/09_train.ipynb #3ce6352b
+def resume_state(last: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig) -> TrainState:
+    "Load weights, optimiser and global RNG states from checkpoint `last` (of the same run, `check_resumable`); its loop state."
+    ck = read_checkpoint(last); check_resumable(ck, cfg, last)      # on CPU: RNG states must stay CPU tensors
+    model.load_state_dict(ck['model']); opt.load_state_dict(ck['optimizer']); set_rng_state(ck['rng'])
+    return TrainState(ck['step'], ck['best'], ck['bad'], ck['stopped'], ck['history'], ck['acc'], ck['time_s'])
+
+def start_run(model: torch.nn.Module, dls, cfg: TrainConfig, *, out_dir: Path, teacher: torch.nn.Module | None = None,
+              teacher_path: str | None = None, resume: bool = False) -> Run:
+    "Set up one `fit`: loss, optimiser, state (from last.pt on a resume), the DDP wrapper and the run's step count."
     loss_fn = KDLoss(cfg.loss_weights, crosskd_index=cfg.crosskd_at)
     if loss_fn.weights.needs_teacher:
         if teacher is None:
             raise ValueError("stage 'student' distils from a teacher: "
                              "pass --teacher (in Python: fit(..., teacher=train.load_model(path))).")
         freeze(teacher)
-    opt = make_optimizer(model, cfg)
-    state = TrainState()
-    rank, world = dist_info()
-    if resume:
-        ck = read_checkpoint(last); check_resumable(ck, cfg, last)      # on CPU: RNG states must stay CPU tensors
-        model.load_state_dict(ck['model']); opt.load_state_dict(ck['optimizer']); set_rng_state(ck['rng'])
-        state = TrainState(ck['step'], ck['best'], ck['bad'], ck['stopped'], ck['history'], ck['acc'], ck['time_s'])
+    opt, (rank, world), last = make_optimizer(model, cfg), dist_info(), out_dir / 'last.pt'
+    if resume: state = resume_state(last, model, opt, cfg)
     elif last.exists():
         raise FileExistsError(f"{out_dir} already holds a run (last.pt): "
                               "pass --resume (resume=True) to continue it, or use another --out_dir.")
-    ds = dls.train.dataset
-    n_batches = len(ds) // cfg.batch_size
-    net = model
+    else: state = TrainState()
+    n_batches, net = len(dls.train.dataset) // cfg.batch_size, model
     if world > 1:                        # data parallel: DDP averages gradients; every rank seeds its own dropout
         dev = model_device(model)
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == 'cuda' else None)
         torch.manual_seed(cfg.seed * 1000 + rank + state.step)
-    if n_batches == 0: raise ValueError(f"{len(ds)} training groups are fewer than batch_size={cfg.batch_size}: lower the batch size.")
-    total = min(cfg.epochs * n_batches, cfg.max_steps or math.inf)
-    val_every, t0 = cfg.val_every or n_batches, time.time() - state.time_s
-    deadline, out_of_time, signum = (time.time() + 60 * cfg.max_minutes) if cfg.max_minutes else math.inf, [False], [0]
+    if n_batches == 0:
+        raise ValueError(f"{len(dls.train.dataset)} training groups are fewer than batch_size={cfg.batch_size}: lower the batch size.")
     if cfg.compile:                      # in place: the state-dict keys stay those of the plain modules
         for m in [getattr(model, 'encoder', None), *getattr(model, 'decoders', [])]:
             if m is not None: m.compile()
+    return Run(cfg, state, total=min(cfg.epochs * n_batches, cfg.max_steps or math.inf), n_batches=n_batches, model=model,
+               net=net, opt=opt, loss_fn=loss_fn, dls=dls, out_dir=out_dir, teacher=teacher, teacher_path=teacher_path,
+               rank=rank, world=world, t0=time.time() - state.time_s)
 
-    def save(path, with_opt=True):      # rank 0 writes (atomically); the others wait for it
-        if rank == 0: save_checkpoint(path, model, cfg, state, opt if with_opt else None, teacher=teacher_path)
-        barrier()
+# %% ../nbs/09_train.ipynb #4b8c9d3c
+def train_loop(run: Run, cbs: list) -> None:
+    "Optimiser steps over the epochs' batches until `run.total` steps or `run.stop`, with the callbacks after every step."
+    for cb in cbs: cb.before_fit(run)
+    try:
+        while run.state.step < run.total and not run.stop:
+            s = run.state
+            loader = epoch_loader(run.dls.train.dataset, s.step // run.n_batches, s.step % run.n_batches, run.cfg)
+            run.net.train()
+            for batch in loader:
+                x = check_images(batch_images(batch).to(run.device, non_blocking=True).float(), run.cfg.n_users)
+                for group in run.opt.param_groups: group['lr'] = lr_at(run.cfg, s.step, run.total)
+                run.terms = train_step(run.net, x, run.opt, run.loss_fn, run.cfg, step=s.step, teacher=run.teacher, rank=run.rank)
+                s.step += 1; s.add_terms(run.terms)
+                for cb in cbs: cb.after_step(run)
+                if run.stop or s.step >= run.total: break
+    finally:
+        for cb in cbs: cb.after_fit(run)
 
-    flag_device = model_device(model) if world > 1 and model_device(model).type == 'cuda' else 'cpu'   # NCCL needs CUDA
+def train_callbacks(run: Run, stop: StopRequest, *, show_progress: bool = True) -> list:
+    "`fit`'s callbacks in order: progress, the stop flags (time, signal, agreed over ranks), validation, early stopping, checkpoints."
+    flags = [TimeBudget(run.cfg.max_minutes), SignalStop(stop)] + ([AgreeStop()] if run.world > 1 else [])
+    return [Progress(show_progress), *flags, Validate(), EarlyStopping(run.cfg.patience), Checkpoint()]
 
-    def after_step() -> bool:            # True: stop (time budget spent or a stop signal), agreed by every rank
-        signum[0], out_of_time[0] = agree_stop(stop, time.time() >= deadline, flag_device)
-        if state.step % val_every and state.step < total and not out_of_time[0]:
-            if signum[0] or (cfg.ckpt_every and state.step % cfg.ckpt_every == 0):
-                state.time_s = time.time() - t0; save(last)
-            return bool(signum[0])
-        n = state.acc.pop('n'); rec = {'step': state.step, 'epoch': (state.step - 1) // n_batches}
-        rec.update({f'train_{k}': v / n for k, v in state.acc.items()}); state.acc = {}
-        rec.update({f'val_{k}': v for k, v in validate(model, dls.valid, snrs_db=cfg.val_snr_db, seed=cfg.seed,
-                                                       max_groups=cfg.val_groups, precision=cfg.precision).items()})
-        rec['time_s'] = state.time_s = time.time() - t0; state.history.append(rec)
-        if update_early_stopping(state, rec['val_psnr'], cfg.patience): save(out_dir / 'best.pt', with_opt=False)
-        save(last)
-        return out_of_time[0] or bool(signum[0])
-
-    with tqdm(total=total, initial=state.step, disable=not show_progress or rank > 0, desc=cfg.stage) as pbar:
-        while state.step < total and not state.stopped and not out_of_time[0] and not signum[0]:
-            loader = epoch_loader(ds, state.step // n_batches, state.step % n_batches, cfg)
-            train_one_epoch(net, loader, opt, loss_fn, cfg, state=state, total=total, teacher=teacher,
-                            after_step=after_step, pbar=pbar)
-    if signum[0] and state.step < total and not state.stopped and not out_of_time[0]: raise Preempted(signum[0], last, state.step)
-    return state.history
+def fit(model: torch.nn.Module, dls, cfg: TrainConfig,   # dls: data.DataLoaders (train / valid loaders)
+        *, out_dir: str | Path,                          # where last.pt and best.pt go
+        teacher: torch.nn.Module | None = None,          # frozen teacher, required when stage == 'student'
+        teacher_path: str | None = None,                 # recorded in the checkpoints
+        resume: bool = False,                            # continue the run in out_dir from last.pt
+        show_progress: bool = True,
+        cbs: list = ()) -> list:                         # extra callbacks, run after `train_callbacks`; returns the history
+    "Train `model` on `dls.train` with validation on `dls.valid`, checkpointing to `out_dir`; a stop signal raises `Preempted`."
+    with run_lock(out_dir) if dist_info()[0] == 0 else nullcontext(), graceful_stop() as stop:   # rank 0 writes
+        run = start_run(model, dls, cfg, out_dir=Path(out_dir), teacher=teacher, teacher_path=teacher_path, resume=resume)
+        train_loop(run, train_callbacks(run, stop, show_progress=show_progress) + list(cbs))
+        if run.preempted: raise Preempted(run.signum, run.last, run.state.step)
+        return run.state.history
 
 # %% ../nbs/09_train.ipynb #a54770e5
 class StageResult(NamedTuple):
