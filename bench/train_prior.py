@@ -10,7 +10,8 @@ CPU smoke run:
 The prior folder is diffusers format (unet/ safetensors + scheduler/) and loads with `diffusion.load_prior`.
 
 The report is a results file in the kit's schema (`kdd_semnoma.results.save_results`, x = 'step', user -1): records
-`loss` (training loss curve), `eps_mse_t<t>` (held-out denoising error at the last step) and `fid`; the fields
+`loss` (training loss curve), `eps_mse_t<t>` and `eps_mse_sigma<s>` (held-out denoising error at the last step, per
+step and per noise level), `fid`, and on CIFAR-10 `fid_cifarnet` / `kid_cifarnet` of the samples with their floors; the fields
 device, params_M, steps_done, train_s, sample_s and `command` (this command line). It goes to OUT_DIR/train_report.json
 and, with --results, to that file too.
 
@@ -26,6 +27,8 @@ import torch
 
 HELDOUT_TS = (10, 40, 100, 200, 300, 500, 800)   # timesteps of the held-out denoising error (refinement lives below 300)
 HELDOUT_N = 512                        # test images it averages over (fewer if the test set is smaller)
+HELDOUT_SIGMAS = (0.03, 0.075, 0.15, 0.3, 0.6, 1.2)  # noise levels of the held-out error: priors with other schedules compare
+DIST_N = 1000                          # samples (and test images) behind FID-CN / KID-CN
 CONVENTIONS = {
     'step': 'x of every record: optimiser step; held-out and FID records sit at the last step (steps_done)',
     'user': '-1 on every record: one prior, no users',
@@ -34,6 +37,13 @@ CONVENTIONS = {
     'eps_mse': 'eps_mse_t<t>: noise-prediction MSE of the EMA weights on the first n test images diffused to timestep t, '
                'fixed noise (generator seed 0)',
     'fid': 'FID of DDIM samples against test images (n = samples); value null when it was not computed (see the note)',
+    'eps_mse_sigma': 'eps_mse_sigma<s>: the same error at the step t_for_sigma(s) of the prior\'s own schedule (record key t): '
+                     'at one noise level sigma = sqrt((1 - abar) / abar) the task is the same for any schedule',
+    'fid_cifarnet/kid_cifarnet': 'FID-CN / KID-CN (unpaired, KID with SE) of n DDIM samples against n JPEG test images, in '
+                                 'the zoo classifier\'s features (08_metrics; not Inception). Floors at the same n: '
+                                 'floor_test = n other test images vs the same test images (what a perfect prior scores); '
+                                 'train_vs_test = n training images vs them, higher than the floor because the classifier was '
+                                 'trained on the training images and its features tell them apart (bench/fid_sample_bias.py)',
 }
 
 
@@ -73,6 +83,37 @@ def heldout_eps_mse(unet, sch, x_test: torch.Tensor, ts=HELDOUT_TS, n: int = HEL
             xt = sch.add_noise(x0, noise, tt)
             err.append((unet(xt.to(dev), tt.to(dev)).sample.float().cpu() - noise).pow(2).mean((1, 2, 3)))
         out[f'eps_mse_t{t}'] = torch.cat(err).mean().item()
+    return out
+
+
+@torch.inference_mode()
+def heldout_eps_mse_at_sigmas(unet, sch, x_test: torch.Tensor, sigmas=HELDOUT_SIGMAS, n: int = HELDOUT_N) -> dict:
+    "Held-out noise-prediction error at fixed noise levels: {'eps_mse_sigma<s>': (t, value)} (t from the prior's own schedule)."
+    from kdd_semnoma.diffusion import t_for_sigma
+    ts = {s: t_for_sigma(sch, s) for s in sigmas}
+    vals = heldout_eps_mse(unet, sch, x_test, ts=tuple(ts.values()), n=n)
+    return {f'eps_mse_sigma{s:g}': (t, vals[f'eps_mse_t{t}']) for s, t in ts.items()}
+
+
+def cifarnet_distances(fake: torch.Tensor,        # (n, 3, H, W) samples in [0, 1]
+                       x_test: torch.Tensor,      # (M, 3, H, W) uint8 test images, M >= 2n
+                       x_train: torch.Tensor,     # (N, 3, H, W) uint8 training images, N >= n
+                       seed: int = 0) -> dict:    # {name: (value, se or None)}
+    "FID-CN / KID-CN of the samples vs n test images, and the two floors at the same n (see CONVENTIONS)."
+    from kdd_semnoma import zoo
+    from kdd_semnoma.classifier import classifier_outputs
+    from kdd_semnoma.metrics import feature_distances
+    n = len(fake)
+    if len(x_test) < 2 * n or len(x_train) < n:
+        raise ValueError(f"{n} samples need {2 * n} test and {n} training images (have {len(x_test)}, {len(x_train)}): lower --n_samples.")
+    clf = zoo.load('cifarnet-cifar10')
+    feats = lambda x: classifier_outputs(clf, x)[1]
+    f_ref, f_other = feats(x_test[:n]), feats(x_test[n:2 * n])
+    out = {}
+    for name, f in (('', feats(fake)), ('_floor_test', f_other), ('_train_vs_test', feats(x_train[:n]))):
+        d = feature_distances(f, f_ref, seed=seed)
+        out[f'fid_cifarnet{name}'] = (d['fid_cifarnet'], None)
+        out[f'kid_cifarnet{name}'] = (d.get('kid_cifarnet'), d.get('kid_cifarnet_se'))
     return out
 
 
@@ -121,11 +162,17 @@ def prior_results(*, name: str, description: str, config: dict, seed: int, data:
                   heldout: dict,        # {'eps_mse_t<t>': value} from heldout_eps_mse
                   heldout_n: int,       # test images behind each held-out value
                   fid: dict,            # {} (no samples) or try_fid's dict plus 'n' (samples compared; 0 if not computed)
-                  command: str, command_note: str | None = None, **fields) -> dict:
+                  command: str, command_note: str | None = None,
+                  heldout_sigma: dict | None = None,   # heldout_eps_mse_at_sigmas
+                  dists: dict | None = None,           # cifarnet_distances, with dists_n samples
+                  dists_n: int = 0, **fields) -> dict:
     "The prior's report as a results dict in the kit's schema (records x = 'step', user -1)."
     from kdd_semnoma.results import make_results
     recs = [dict(step=s, user=-1, metric='loss', value=v, n=n) for s, v, n in loss]
     recs += [dict(step=steps_done, user=-1, metric=k, value=v, n=heldout_n, t=int(k.rsplit('_t', 1)[1])) for k, v in heldout.items()]
+    recs += [dict(step=steps_done, user=-1, metric=k, value=v, n=heldout_n, t=t) for k, (t, v) in (heldout_sigma or {}).items()]
+    recs += [dict(step=steps_done, user=-1, metric=k, value=v, n=dists_n, **({'se': se} if se is not None else {}))
+             for k, (v, se) in (dists or {}).items()]
     conv = dict(CONVENTIONS)
     if fid:
         recs.append(dict(step=steps_done, user=-1, metric='fid', value=fid['fid'], n=fid['n'], note=fid.get('fid_note', '')))
@@ -215,11 +262,14 @@ def main(argv=None):
     p.add_argument('--n_samples', type=int, default=2000, help="DDIM samples for the grid and FID (0: none)")
     p.add_argument('--sample_steps', type=int, default=50)
     p.add_argument('--results', default=None, help="also write the report JSON here (with --restate: write there, not in place)")
+    p.add_argument('--heldout_only', action='store_true',
+                   help="no training: write the held-out error (per t and per sigma) of the prior in --out_dir to --results")
     p.add_argument('--restate', default=None, metavar='OLD.json',
                    help="rewrite a report of the earlier ad-hoc layout into the results schema (in place unless --results); no training")
     a = p.parse_args(argv)
     if a.restate: return restate(a.restate, a.results, argv)
     if a.out_dir is None: p.error("--out_dir is required (unless --restate)")
+    if a.heldout_only: return heldout_only(a, argv)
     set_seed(a.seed)
     if a.threads: torch.set_num_threads(a.threads)
     dev = default_device(a.device)
@@ -249,7 +299,8 @@ def main(argv=None):
                   train_wall_s_total=(hist[-1]['time_s'] if hist else None), n_train=len(x_train),
                   **({'cpu': cpu_info()} if dev.type == 'cpu' else {}))
     heldout = heldout_eps_mse(pr.unet, pr.scheduler, x_test)
-    fid = {}
+    heldout_sigma = heldout_eps_mse_at_sigmas(pr.unet, pr.scheduler, x_test)
+    fid, dists = {}, {}
     if a.n_samples:
         t1 = time.time(); fake = sample(pr.unet, pr.scheduler, a.n_samples, a.sample_steps, seed=a.seed)
         fields['sample_s'] = round(time.time() - t1, 1)
@@ -259,13 +310,31 @@ def main(argv=None):
         Image.fromarray((grid * 255).round().byte().numpy()).save(Path(a.out_dir) / 'samples.png')
         fid = try_fid(fake, x_test[:a.n_samples].float() / 255)
         fid['n'] = len(fake) if fid['fid'] is not None else 0
+        if a.data == 'cifar10-npz': dists = cifarnet_distances(fake, x_test, x_train, seed=a.seed)
     doc = prior_results(name=Path(a.out_dir).name, description=f"UNet2DModel DDPM prior, preset {a.size}, EMA weights",
                         config=asdict(cfg), seed=a.seed, data=a.data, loss=loss_points(hist), heldout=heldout,
-                        heldout_n=min(HELDOUT_N, len(x_test)), fid=fid, command=_command(argv), **fields)
+                        heldout_n=min(HELDOUT_N, len(x_test)), fid=fid, command=_command(argv), heldout_sigma=heldout_sigma,
+                        dists=dists, dists_n=a.n_samples if dists else 0, **fields)
     save_results(doc, Path(a.out_dir) / 'train_report.json')
     if a.results: save_results(doc, a.results)
     print(json.dumps({k: v for k, v in doc.items() if k not in ('records', 'results', 'conventions')}, indent=1))
     print(json.dumps({r['metric']: r['value'] for r in doc['records'] if r['metric'] != 'loss'}, indent=1))
+
+
+def heldout_only(a, argv) -> dict:
+    "The held-out error of an existing prior (any schedule), per t and per sigma, as a report (no training, no samples)."
+    from kdd_semnoma.diffusion import load_prior
+    from kdd_semnoma.results import save_results
+    pr = load_prior(a.out_dir, device=a.device or 'cpu')
+    _, x_test = load_data(a.data, pr.unet.config.sample_size)
+    doc = prior_results(name=Path(a.out_dir).name, description='held-out denoising error of an existing prior (--heldout_only)',
+                        config=dict(pr.meta.get('config') or {}), seed=a.seed, data=a.data, steps_done=pr.meta.get('step'),
+                        loss=[], heldout=heldout_eps_mse(pr.unet, pr.scheduler, x_test), heldout_n=min(HELDOUT_N, len(x_test)),
+                        fid={}, command=_command(argv), heldout_sigma=heldout_eps_mse_at_sigmas(pr.unet, pr.scheduler, x_test),
+                        beta_schedule=pr.scheduler.config.beta_schedule)
+    if a.results: save_results(doc, a.results)
+    print(json.dumps({r['metric']: round(r['value'], 5) for r in doc['records']}, indent=1))
+    return doc
 
 
 if __name__ == '__main__':

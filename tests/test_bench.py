@@ -1,5 +1,5 @@
 "Smoke test of bench/train_speed.py (timings themselves are never asserted: speed lives in the benchmark)."
-import subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -72,3 +72,33 @@ def test_train_prior_restate(tmp_path):
                                           'train_s', 'sample_s'))
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'train_prior.py'), '--restate', str(path)], capture_output=True, text=True)
     assert r.returncode != 0 and 'already in the results schema' in r.stderr
+
+
+def test_train_prior_heldout_only_compares_schedules(tmp_path):
+    "--heldout_only: the zoo's tiny (linear) prior scored per t and per noise level sigma, at its own schedule's step for sigma."
+    out = tmp_path / 'h.json'
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'train_prior.py'), '--heldout_only', '--data', 'tiles',
+                        '--out_dir', str(ROOT / 'zoo' / 'prior-cifar10-tiny'), '--results', str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from kdd_semnoma.diffusion import load_prior, t_for_sigma
+    recs = json.loads(out.read_text())['records']
+    sch = load_prior(ROOT / 'zoo' / 'prior-cifar10-tiny').scheduler
+    by_sigma = {r['metric']: r for r in recs if r['metric'].startswith('eps_mse_sigma')}
+    assert len(by_sigma) == 6 and all(r['t'] == t_for_sigma(sch, float(k[len('eps_mse_sigma'):])) for k, r in by_sigma.items())
+    vals = [by_sigma[k]['value'] for k in sorted(by_sigma, key=lambda k: float(k[len('eps_mse_sigma'):]))]
+    assert vals == sorted(vals, reverse=True)            # noise is easier to predict when there is more of it
+
+
+def test_cifarnet_distances_floor(tmp_path):
+    "Samples drawn from the test split itself score near the test floor; KID carries its SE; too few images is one clear error."
+    import importlib.util, torch
+    spec = importlib.util.spec_from_file_location('train_prior', ROOT / 'bench' / 'train_prior.py')
+    tp = importlib.util.module_from_spec(spec); spec.loader.exec_module(tp)
+    g = torch.Generator().manual_seed(0)
+    x_test = torch.randint(0, 256, (80, 3, 32, 32), dtype=torch.uint8, generator=g)
+    x_train = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=g)
+    fake = torch.rand(40, 3, 32, 32, generator=g)
+    d = tp.cifarnet_distances(fake, x_test, x_train)
+    assert set(d) == {f'{m}{s}' for m in ('fid_cifarnet', 'kid_cifarnet') for s in ('', '_floor_test', '_train_vs_test')}
+    assert d['kid_cifarnet'][1] is not None and d['fid_cifarnet'][1] is None
+    with pytest.raises(ValueError, match='--n_samples'): tp.cifarnet_distances(fake, x_test[:60], x_train)
