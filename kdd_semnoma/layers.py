@@ -7,11 +7,11 @@ from __future__ import annotations
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from timm.layers import DropPath, LayerNorm2d, ConvMlp, LayerScale2d, trunc_normal_
+from timm.layers import DropPath, LayerNorm2d, ConvMlp, trunc_normal_
 
 # %% auto #0
-__all__ = ['init_weights', 'ConvNeXtBlock', 'ResidualUnit', 'AttentionBlock', 'Stem', 'Downsample', 'Upsample', 'convnext_stage',
-           'drop_path_rates']
+__all__ = ['init_weights', 'LayerScale2d', 'ConvNeXtBlock', 'ResidualUnit', 'AttentionBlock', 'Stem', 'Downsample', 'Upsample',
+           'convnext_stage', 'drop_path_rates']
 
 # %% ../nbs/03_layers.ipynb #7433bac6
 def init_weights(m: nn.Module) -> None:
@@ -21,6 +21,15 @@ def init_weights(m: nn.Module) -> None:
         if m.bias is not None: nn.init.zeros_(m.bias)
 
 # %% ../nbs/03_layers.ipynb #1dce7899
+class LayerScale2d(nn.Module):
+    "Per-channel layer scale γ ⊙ x, computed in x's dtype (timm's promotes bf16 x to fp32 under autocast)."
+    def __init__(self, dim: int, init_values: float = 1e-6):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init_values)))   # (C,), fp32 master weight
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, C, h, w) -> (N, C, h, w)
+        return x * self.gamma.view(1, -1, 1, 1).to(x.dtype)
+
 class ConvNeXtBlock(nn.Module):
     "ConvNeXt block: depthwise 7×7 conv → LayerNorm → 4× MLP (GELU) → layer scale → drop-path, residual."
     def __init__(self, dim: int, *, drop_path: float = 0., ls_init: float = 1e-6, mlp_ratio: int = 4):
