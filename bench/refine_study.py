@@ -341,8 +341,8 @@ def claim_sentence(res: dict, snr: float) -> str:
     head = (f"{snr:g} dB: " + (f"DifFace meets the claim with {', '.join(res['met_by'])}" if res['met_by'] else
                                "no DifFace arm meets the claim (KID-CN and FID-CN -30 %, semantic accuracy up beyond noise, "
                                "<= 0.5 dB PSNR)")
-            + f"; the largest KID-CN reduction is {a} (sigma {c['sigma']:.3g}): KID-CN {100 * c['kid_reduction']:+.0f} %, "
-              f"FID-CN {100 * c['fid_reduction']:+.0f} % (reductions), semantic accuracy {100 * c['sem_acc_gain']:+.1f} points "
+            + f"; the largest KID-CN reduction is {a} (sigma {c['sigma']:.3g}): KID-CN {-100 * c['kid_reduction']:+.0f} %, "
+              f"FID-CN {-100 * c['fid_reduction']:+.0f} % (vs decoded), semantic accuracy {100 * c['sem_acc_gain']:+.1f} points "
               f"[{100 * c['sem_acc_gain_ci95'][0]:+.1f}, {100 * c['sem_acc_gain_ci95'][1]:+.1f}], PSNR cost {c['psnr_cost_db']:.2f} dB")
     v = res.get('vs_cgan')
     if v: head += ('; vs the CGAN: ' + (v['note'] if v['difface_better'] is None else
