@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 from kdd_semnoma.channel import fading_of
-from kdd_semnoma.kd_study import BUDGETS, run_dir, record_path, recorded_code, study_name as _study_name
+from kdd_semnoma.kd_study import BUDGETS, N_BOOT, bootstrap_mean, t_interval, run_dir, record_path, recorded_code, study_name as _study_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get('KDD_STUDY_RESULTS', ROOT / 'results'))   # a frozen copy of the code can write into main's results
@@ -48,7 +48,6 @@ OUT_ACT = 'sigmoid'   # decoder output activation of the selected study's runs; 
 PRECISION = 'fp32'    # training precision of the selected study's runs; 'bf16' is issue 24's quality check (scores stay fp32)
 MAIN_ARMS = ('scratch', 'nokd', 'kd')
 EXTRA_ARMS = ('scratch-total', 'fa-x2000', 'crosskd-only', 'fa-only', 'fa-x100', 'fa-x10', 'fa-x0.1', 'fa-dec')
-N_BOOT = 2000
 
 
 def arm_spec(arm: str, latent_hw=(8, 8), n_users: int = 2) -> dict:
@@ -252,25 +251,6 @@ def pair_by_seed(a: dict, b: dict, metric: str) -> tuple:
     return pick(a), pick(b), common
 
 
-def bootstrap_mean(a: np.ndarray, b: np.ndarray | None = None, *, n_boot: int = N_BOOT, seed: int = 0) -> tuple:
-    """Mean over seeds, images and users of a (S, N, K) score (minus b's, paired by seed and image) and its 95 % CI,
-    resampling seeds and test pairs with replacement (a hierarchical bootstrap; seeds only when S > 1).
-    `a[s]` and `b[s]` must come from the same seed: align two arms with `pair_by_seed` first."""
-    rng = np.random.default_rng(seed)
-    if b is not None and a.shape != b.shape:
-        raise ValueError(f'bootstrap_mean pairs a {a.shape} with b {b.shape}: align the arms with pair_by_seed first')
-    S = a.shape[0]
-    d = (a - b) if b is not None else a                                     # (S, N, K)
-    per = d.mean(-1)                                                         # (S, N) mean over users
-    stats = np.empty(n_boot)
-    for i in range(n_boot):
-        s = rng.integers(0, S, S) if S > 1 else np.zeros(1, int)
-        n = rng.integers(0, per.shape[1], per.shape[1])
-        stats[i] = per[s][:, n].mean()
-    lo, hi = np.percentile(stats, [2.5, 97.5])
-    return float(per.mean()), float(lo), float(hi), int(S)
-
-
 SUMMARY_GAINS = (('kd_vs_scratch', "kd − scratch (the paper's comparison)"),
                  ('nokd_vs_scratch', 'nokd − scratch (the initialisation alone)'),
                  ('kd_vs_nokd', 'kd − nokd (the distillation losses alone)'),
@@ -365,15 +345,6 @@ def report(args) -> list:
 
 # ---------------------------------------------------------------- issue 28: the decoders' output activation
 OUT_ACT_ARMS = ('teacher', 'scratch', 'nokd', 'kd')
-
-
-def t_interval(v: np.ndarray, level: float = 0.95) -> tuple:
-    "Student-t interval of the mean of per-seed values `v` (S,): (mean, lo, hi); (mean, nan, nan) for one seed."
-    from scipy import stats
-    v = np.asarray(v, np.float64); m = float(v.mean())
-    if len(v) < 2: return m, float('nan'), float('nan')
-    h = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    return m, m - h, m + h
 
 
 def out_act_arms(channel: str = 'awgn') -> dict:

@@ -18,21 +18,6 @@ from pathlib import Path
 import torch
 
 
-def decode_train_pairs(model, loader, n_groups: int, snr_low: float, snr_high: float, seed: int) -> tuple:
-    "Student reconstructions of training groups at random SNRs: (x_hat, x), each (N*K, 3, H, W) on CPU."
-    from kdd_semnoma.core import make_generator, model_device
-    from kdd_semnoma.channel import sample_snr_db
-    from kdd_semnoma.semnoma import decode
-    device, g = model_device(model), make_generator(seed, model_device(model))
-    xs, xhs, seen = [], [], 0
-    for x, _ in loader:
-        x = x[:n_groups - seen].to(device).float(); seen += len(x)
-        snr = sample_snr_db(len(x), snr_low, snr_high, generator=g, device=device)
-        xhs.append(decode(model, x, snr, generator=g).flatten(0, 1).cpu()); xs.append(x.flatten(0, 1).cpu())
-        if seen >= n_groups: break
-    return torch.cat(xhs), torch.cat(xs)
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--checkpoint', default='zoo:kd-semnoma-cifar10-awgn', help='a kdd_train checkpoint or zoo:NAME (the KD student)')
@@ -62,7 +47,7 @@ def run(a) -> dict:
     from kdd_semnoma.data import get_dls
     from kdd_semnoma.evaluate import reconstruct, load_for_eval
     from kdd_semnoma.data import grouped_test_set
-    from kdd_semnoma.cgan import CGANConfig, train_cgan, apply_cgan, evaluate_refiner, cgan_results
+    from kdd_semnoma.cgan import CGANConfig, train_cgan, apply_cgan, evaluate_refiner, cgan_results, decode_train_pairs
     from kdd_semnoma.diffusion import load_prior, refine, prior_dir, sigma_at
     from kdd_semnoma.metrics import semantic_metric_fn, semantic_conventions
     from kdd_semnoma.results import save_results
@@ -70,7 +55,7 @@ def run(a) -> dict:
     t_start, device = time.time(), default_device(a.device)
     ck, model, _ = load_for_eval(a.checkpoint, data=a.data, seed=a.seed, device=device)
     dls = get_dls(a.data, model.n_users, 64, seed=a.seed)
-    xh_tr, x_tr = decode_train_pairs(model, dls.train, a.n_train_groups, a.snr_low, a.snr_high, a.seed)
+    xh_tr, x_tr = decode_train_pairs(model, dls.train, a.n_train_groups, a.snr_low, a.snr_high, seed=a.seed)
     print(f"decoded {len(x_tr)} training images ({time.time() - t_start:.0f} s)", flush=True)
     cfg = CGANConfig()
     t0 = time.time()

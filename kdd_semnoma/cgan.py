@@ -20,7 +20,8 @@ from .results import make_results
 # %% auto #0
 __all__ = ['ADV_LOSSES', 'CGANConfig', 'UNetGenerator', 'DiscOutput', 'PatchDiscriminator', 'd_loss', 'adv_loss',
            'feature_matching', 'GLosses', 'g_losses', 'CGAN', 'make_cgan', 'train_step', 'train_cgan', 'apply_cgan',
-           'save_cgan', 'load_cgan', 'evaluate_refiner', 'cgan_results', 'plot_methods', 'refiners_summary']
+           'save_cgan', 'load_cgan', 'evaluate_refiner', 'cgan_results', 'plot_methods', 'decode_train_pairs',
+           'refiners_summary']
 
 # %% ../nbs/13_cgan.ipynb #445bdefd
 ADV_LOSSES = ('hinge', 'lsgan')
@@ -248,6 +249,23 @@ def plot_methods(results: list, x: str = 'psnr', y: str = 'hf_energy_ratio', ax=
                 for i in idx: ax.annotate(f"t0={r['t0'][i]}", (r[x][i], r[y][i]), fontsize=6)
     ax.set_xlabel(x); ax.set_ylabel(y); ax.legend(fontsize=7)
     return ax
+
+# %% ../nbs/13_cgan.ipynb #8617b66f
+def decode_train_pairs(model: nn.Module,        # a SemNOMA-family system (semnoma.decode), in eval mode
+                       loader,                  # yields (x (B, K, 3, H, W), labels): training groups
+                       n_groups: int, snr_low: float, snr_high: float,
+                       *, seed: int) -> tuple:  # (x_hat, x), each (N*K, 3, H, W) on the CPU
+    "Student reconstructions of the first `n_groups` training groups at SNR ~ U[snr_low, snr_high] dB (seeded)."
+    from kdd_semnoma.channel import sample_snr_db
+    from kdd_semnoma.semnoma import decode
+    device = model_device(model); g = make_generator(seed, device)
+    xs, xhs, seen = [], [], 0
+    for x, _ in loader:
+        x = x[:n_groups - seen].to(device).float(); seen += len(x)
+        snr = sample_snr_db(len(x), snr_low, snr_high, generator=g, device=device)    # (B,)
+        xhs.append(decode(model, x, snr, generator=g).flatten(0, 1).cpu()); xs.append(x.flatten(0, 1).cpu())
+        if seen >= n_groups: break
+    return torch.cat(xhs), torch.cat(xs)
 
 # %% ../nbs/13_cgan.ipynb #6cd4c795
 _METRIC_NAMES = {'psnr': 'PSNR', 'ssim': 'SSIM', 'sem_acc': 'semantic accuracy', 'fid_cifarnet': 'FID-CN'}

@@ -5,6 +5,7 @@
 # %% ../nbs/16_kd_study.ipynb #0dd9d961
 from __future__ import annotations
 from pathlib import Path
+import numpy as np
 
 BUDGETS = {   # 'short' is the committed study; 'long' is the issue's >= 9000 student steps, run across sessions
     'short': dict(preset='cpu-small', teacher_steps=2000, student_steps=1000, batch_size=32, val_every=250),
@@ -30,4 +31,34 @@ def recorded_code(meta: dict, study: str = 'short') -> str:
     return meta.get('code') or UNRECORDED_CODE[study]
 
 # %% auto #0
-__all__ = ['BUDGETS', 'UNRECORDED_CODE', 'study_name', 'run_dir', 'record_path', 'recorded_code']
+__all__ = ['BUDGETS', 'UNRECORDED_CODE', 'N_BOOT', 'study_name', 'run_dir', 'record_path', 'recorded_code', 'bootstrap_mean',
+           't_interval']
+
+# %% ../nbs/16_kd_study.ipynb #88e6de8c
+N_BOOT = 2000   # bootstrap resamples
+
+def bootstrap_mean(a: np.ndarray, b: np.ndarray | None = None, *, n_boot: int = N_BOOT, seed: int = 0) -> tuple:
+    """Mean over seeds, images and users of a (S, N, K) score (minus b's, paired by seed and image) and its 95 % CI,
+    resampling seeds and test pairs with replacement (a hierarchical bootstrap; seeds only when S > 1).
+    `a[s]` and `b[s]` must come from the same seed: align two arms by seed first."""
+    rng = np.random.default_rng(seed)
+    if b is not None and a.shape != b.shape:
+        raise ValueError(f'bootstrap_mean pairs a {a.shape} with b {b.shape}: align the arms with pair_by_seed first')
+    S = a.shape[0]
+    d = (a - b) if b is not None else a                                     # (S, N, K)
+    per = d.mean(-1)                                                         # (S, N) mean over users
+    stats = np.empty(n_boot)
+    for i in range(n_boot):
+        s = rng.integers(0, S, S) if S > 1 else np.zeros(1, int)
+        n = rng.integers(0, per.shape[1], per.shape[1])
+        stats[i] = per[s][:, n].mean()
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return float(per.mean()), float(lo), float(hi), int(S)
+
+def t_interval(v: np.ndarray, level: float = 0.95) -> tuple:
+    "Student-t interval of the mean of per-seed values `v` (S,): (mean, lo, hi); (mean, nan, nan) for one seed."
+    from scipy import stats
+    v = np.asarray(v, np.float64); m = float(v.mean())
+    if len(v) < 2: return m, float('nan'), float('nan')
+    h = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return m, m - h, m + h

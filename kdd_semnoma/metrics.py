@@ -14,12 +14,13 @@ from .core import atomic_write, weights_path, kdd_home, make_generator
 
 # %% auto #0
 __all__ = ['DEFAULT_CONVENTIONS', 'MS_SSIM_WEIGHTS', 'WEIGHT_FILES', 'LPIPS_NETS', 'FID_BACKEND', 'FID_RESIZER', 'CIFARNET',
-           'DIST_MIN_N', 'psnr', 'psnr_of_mean_mse', 'ssim', 'ms_ssim', 'jain_index', 'min_user', 'find_weights',
-           'lpips_model', 'lpips_distance', 'inception_features_model', 'image_features', 'feature_stats',
-           'frechet_distance', 'fid_stats_key', 'cached_fid_stats', 'fid_from_feats', 'fid_conventions',
-           'predict_classes', 'semantic_accuracy', 'kid_blocks_of', 'kid_from_feats', 'fid_cifarnet', 'kid_blocks',
-           'kid_cifarnet', 'prediction_scores', 'SmallSampleWarning', 'small_sample_flag', 'feature_distances',
-           'semantic_metric_fn', 'semantic_conventions', 'hf_energy_ratio', 'refinement_scores']
+           'DIST_MIN_N', 'CNPD_NOTE', 'psnr', 'psnr_of_mean_mse', 'ssim', 'ms_ssim', 'jain_index', 'min_user',
+           'find_weights', 'lpips_model', 'lpips_distance', 'inception_features_model', 'image_features',
+           'feature_stats', 'frechet_distance', 'fid_stats_key', 'cached_fid_stats', 'fid_from_feats',
+           'fid_conventions', 'predict_classes', 'semantic_accuracy', 'kid_blocks_of', 'kid_from_feats', 'fid_cifarnet',
+           'kid_blocks', 'kid_cifarnet', 'prediction_scores', 'SmallSampleWarning', 'small_sample_flag',
+           'feature_distances', 'semantic_metric_fn', 'semantic_conventions', 'cifarnet_stages', 'cnpd',
+           'hf_energy_ratio', 'refinement_scores']
 
 # %% ../nbs/08_metrics.ipynb #c412a469
 DEFAULT_CONVENTIONS = {
@@ -281,7 +282,7 @@ def fid_conventions(n_fake: int, n_ref: int, *, backend: str = FID_BACKEND, resi
                 note='not TF-Inception FID (pytorch-fid/clean-fid); comparable only within this kit')
 
 # %% ../nbs/08_metrics.ipynb #60a594ac
-from .classifier import classifier_outputs, classifier_features
+from .classifier import classifier_outputs, classifier_features, as_float_images
 
 CIFARNET = 'zoo:cifarnet-cifar10'   # the kit's semantic-metric network (07a_classifier, bench/train_classifier.py)
 
@@ -408,6 +409,41 @@ def semantic_conventions(n: int, reference: str, classifier: str = CIFARNET) -> 
                             f"decoded vs {reference}; n={n} per user",
             'kid_cifarnet': "unbiased KID (cubic polynomial kernel) in the same features, mean of 10 disjoint blocks, "
                             f"kid_cifarnet_se its standard error; decoded vs {reference}; n={n} per user"}
+
+# %% ../nbs/08_metrics.ipynb #5429f41b
+CNPD_NOTE = ("CN-PD, CifarNet perceptual distance (NOT LPIPS: no learnt channel weights, not calibrated on human judgements): "
+             "unit-normalised channel vectors of the whitening layer and the 3 conv groups of {classifier}, squared "
+             "difference summed over channels, mean over positions, stages summed with equal weights; per image, lower is closer")
+
+def cifarnet_stages(classifier: torch.nn.Module, x: Tensor,   # (N, 3, 32, 32) float images in [0, 1]
+                   ) -> list:                                   # [(N, C_s, H_s, W_s)] whitening layer, then each conv group
+    "The intermediate activations of a CifarNet that CN-PD compares (call in eval mode)."
+    x = F.gelu(classifier.whiten((x - classifier.mean) / classifier.std))          # (N, 24, H-1, W-1)
+    out = [x]
+    for g in classifier.groups: x = g(x); out.append(x)                            # each halves H, W
+    return out
+
+def _unit(f: Tensor, eps: float = 1e-10) -> Tensor:  # (N, C, H, W), each position's channel vector of norm 1
+    return f / (f.pow(2).sum(1, keepdim=True).sqrt() + eps)
+
+# %% ../nbs/08_metrics.ipynb #1c2b9522
+@torch.no_grad()
+def cnpd(x_hat: Tensor, x: Tensor,          # (..., 3, 32, 32) two image sets in [0, 1], image i against image i
+         *, classifier: torch.nn.Module,    # a CifarNet, e.g. zoo.load('cifarnet-cifar10')
+         batch_size: int = 500) -> Tensor:  # (...) CN-PD per image, float32 on the CPU
+    "CifarNet perceptual distance (CN-PD, not LPIPS): unit-normalised stage features, squared difference, spatial mean, stages summed."
+    if x_hat.shape != x.shape: raise ValueError(f"x_hat {tuple(x_hat.shape)} and x {tuple(x.shape)} must have the same shape.")
+    a, b = _flat_images(x_hat), _flat_images(x)                                     # (N, 3, H, W)
+    was, dev = classifier.training, next(classifier.parameters()).device
+    classifier.eval()
+    try:
+        out = []
+        for ca, cb in zip(a.split(batch_size), b.split(batch_size)):
+            fa = cifarnet_stages(classifier, as_float_images(ca).to(dev))
+            fb = cifarnet_stages(classifier, as_float_images(cb).to(dev))
+            out.append(sum((_unit(u) - _unit(v)).pow(2).sum(1).mean((-2, -1)) for u, v in zip(fa, fb)).float().cpu())   # (n,)
+        return torch.cat(out).reshape(x_hat.shape[:-3])
+    finally: classifier.train(was)
 
 # %% ../nbs/08_metrics.ipynb #562dbd7e
 def hf_energy_ratio(x_hat: Tensor, x: Tensor) -> Tensor:  # (N,) per image

@@ -78,6 +78,22 @@ def test_metrics_are_monotone_in_degradation(clf, exact, kind):
     assert fid[0] > 0 and acc[-1] < acc[0]
 
 
+@pytest.mark.parametrize('kind', ['noise', 'blur'])
+def test_cnpd_with_the_trained_network(clf, exact, kind):
+    "CN-PD (CifarNet perceptual distance, not LPIPS): 0 for identical images, symmetric, growing with noise / blur level."
+    from kdd_semnoma.metrics import cnpd
+    x = exact[0][:200]
+    assert cnpd(x, x, classifier=clf).abs().max() == 0
+    g = torch.Generator().manual_seed(0)
+    levels = (0.03, 0.1, 0.25) if kind == 'noise' else (0.6, 1.0, 2.0)
+    deg = [(x + s * torch.randn(x.shape, generator=g)).clamp(0, 1) if kind == 'noise' else _blur(x, s) for s in levels]
+    d = [cnpd(v, x, classifier=clf) for v in deg]                                  # each (200,)
+    assert torch.equal(d[1], cnpd(x, deg[1], classifier=clf))
+    means = [float(v.mean()) for v in d]
+    assert means == sorted(means) and means[0] > 0, means
+    assert all(float((b > a).float().mean()) > 0.9 for a, b in zip(d, d[1:]))     # per image too, nearly always
+
+
 def test_kid_unbiased_on_two_draws_of_one_distribution(clf, exact):
     "Disjoint random halves of the JPEG test split (same distribution): KID averages to 0 over 12 splits; far sets are far."
     from kdd_semnoma.data import cifar10_from_npz

@@ -1,0 +1,67 @@
+"bench/refine_study.py (issue 23): the quick path end to end, the residual-matched start, and one-line errors."
+import importlib.util, json
+from pathlib import Path
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location('refine_study', ROOT / 'bench' / 'refine_study.py')
+rs = importlib.util.module_from_spec(spec); spec.loader.exec_module(rs)
+SCHEMA = ('name', 'description', 'config', 'seed', 'data', 'conventions', 'results', 'records', 'command', 'claim', 'summary')
+
+
+def test_quick_run_writes_skips_and_reports(real_data, tmp_path):
+    "run --quick: one npz per (arm, seed), a second run skips them all, and the report has the schema, intervals and claim."
+    doc = rs.main(['run', '--quick', '--channels', 'awgn', '--out_dir', str(tmp_path)])
+    npz_dir = tmp_path / 'refine_study' / 'prior-cifar10-tiny' / 'awgn'
+    files = {p.name: p.stat().st_mtime_ns for p in npz_dir.glob('*.npz')}
+    assert set(files) == {f'{a}-s0.npz' for a in rs.ARMS}
+    z = np.load(npz_dir / 'matched-s0.npz')
+    assert z['psnr'].shape == (1, 4, 2) and z['kid_cn'].shape == (1, 2) and z['sem_acc'].dtype == bool
+    rms = json.loads((npz_dir / 'residual.json').read_text())
+    assert rms['excluded_overlap'] == 932 and z['t0'][0] == rs.matched_start(rs.load_prior_cached(rs.DEFAULT_PRIOR, 'cpu').scheduler,
+                                                                              rms['rms']['0'])
+    rs.main(['run', '--quick', '--channels', 'awgn', '--out_dir', str(tmp_path)])      # everything exists: skipped
+    assert {p.name: p.stat().st_mtime_ns for p in npz_dir.glob('*.npz')} == files
+    saved = json.loads((tmp_path / 'refine_study_cifar10.json').read_text())
+    assert all(k in saved for k in SCHEMA) and (tmp_path / 'refine_study_cifar10.png').stat().st_size > 0
+    assert 'run --quick' in saved['command'] and saved['config']['budget']['n_groups'] == 4
+    rec = next(r for r in saved['records'] if r['arm'] == 'reference' and r['metric'] == 'diff_psnr')
+    assert len(rec['ci95_boot']) == 2 and rec['t0'] > 0 and rec['calls'] == 10 and rec['eta'] == 0.5
+    assert abs(rec['sigma'] - 0.075) < 0.01 and 0.99 < rec['alpha_bar'] < 1
+    assert {r['metric'] for r in saved['records']} >= {'psnr', 'ssim', 'cnpd', 'sem_acc', 'fid_cn', 'kid_cn', 'rel_kid_cn'}
+    c = saved['claim']['awgn']['0']
+    assert set(c['arms']) == set(rs.DIFFACE) and isinstance(c['arms']['reference']['meets_all'], bool)
+    assert 'vs_cgan' in c and c['sentence'].startswith('0 dB') and saved['summary'][0].startswith('awgn, 0 dB')
+    assert doc['summary'] == saved['summary']
+
+
+def test_matched_start_follows_the_residual():
+    "The matched start is monotone in the residual and is the step whose noise level is nearest it."
+    from kdd_semnoma.diffusion import make_scheduler, sigma_at
+    import torch
+    for sch in (make_scheduler('ddim'), make_scheduler('ddim', beta_schedule='squaredcos_cap_v2')):
+        rms = [0.02, 0.05, 0.1, 0.2, 0.4, 0.8]
+        ts = [rs.matched_start(sch, r) for r in rms]
+        assert ts == sorted(ts) and len(set(ts)) == len(ts)
+        for r, t in zip(rms, ts):
+            assert all(abs(sigma_at(sch, t) - r) <= abs(sigma_at(sch, u) - r) for u in (t - 1, t + 1) if 0 <= u < 1000)
+        with pytest.raises(ValueError, match='> 0'): rs.matched_start(sch, 0.)
+    x = torch.rand(4, 2, 3, 8, 8) * 0.8
+    assert abs(rs.residual_rms(x + 0.1, x) - 0.2) < 1e-6             # model space [-1, 1] doubles the error
+
+
+@pytest.mark.parametrize('args,msg', [(['--channels', 'fading'], "unknown channel 'fading'"),
+                                      (['--arms', 'decoded', 'bogus'], "unknown arm 'bogus'"),
+                                      (['--arms', 'cgan'], "must include 'decoded'"),
+                                      (['--prior', '/nonexistent/prior'], 'does not exist'),
+                                      (['--prior', 'zoo:no-such-prior'], "no prior 'no-such-prior'")])
+def test_bad_input_is_one_line(tmp_path, capsys, args, msg):
+    with pytest.raises(SystemExit) as e: rs.main(['run', '--quick', '--out_dir', str(tmp_path), *args])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 1 and msg in err and err.count('\n') == 0 and err.startswith('refine_study: error:')
+
+
+def test_report_without_runs_says_what_to_do(tmp_path, capsys):
+    with pytest.raises(SystemExit): rs.main(['report', '--out_dir', str(tmp_path)])
+    assert 'run `python bench/refine_study.py run` first' in capsys.readouterr().err
