@@ -139,11 +139,11 @@ def systems_grid(models: dict,            # {label: model}
             for lbl, m in models.items() for i, s in enumerate(snrs_db)}
     for r in range(B * K):
         b, k = divmod(r, K)
-        show_image(x[b, k], ax=axs[r, 0], title='original' if r == 0 else None)
+        show_image(x[b, k], ax=axs[r, 0], title='original\n\nPSNR of each image:' if r == 0 else None)
         for j, (lbl, s) in enumerate(cols):
             y = outs[(lbl, s)][b, k]
             show_image(y, ax=axs[r, 1 + j],
-                       title=(f"{lbl.split(' (')[0]}\n{s:g} dB\n" if r == 0 else '') + f"{float(psnr(y, x[b, k])):.1f}")
+                       title=(f"{lbl.split(' (')[0]}\nSNR {s:g} dB\nPSNR " if r == 0 else '') + f"{float(psnr(y, x[b, k])):.1f} dB")
     for ax in axs.flat: ax.title.set_fontsize(6)
     fig.tight_layout(pad=0.2)
     return fig
