@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 import matplotlib.pyplot as plt
 from fastcore.script import call_parse, store_true
-from .core import default_device, atomic_write, cli_errors, make_generator, model_device
+from .core import default_device, atomic_write, cli_errors, make_generator, model_device, resolve_precision
 from .channel import snr_grid
 from .data import get_dls, grouped_test_set, resolve_data
 from .results import save_results, load_results, records_to_table, make_results
@@ -100,7 +100,7 @@ def train_quickstart(*, out_dir: str | Path | None = None, data: str | None = No
         c = read_checkpoint(ck)
         model = models[label] = build_from_checkpoint(c).to(device).eval()
         recs = evaluate(model, test, snrs_db, seed=seed, max_groups=max_groups)
-        docs[key] = eval_results(label, recs, model, seed=seed, checkpoint=ck, ckpt=c,
+        docs[key] = eval_results(label, recs, model, seed=seed, checkpoint=ck, ckpt=c, precision=resolve_precision('auto', device),
                                  data=f"{DATA_LABELS.get(data, data)}; fixed test grouping, {n_images(recs[0]['n'], model.n_users)}",
                                  description=f"kdd_quickstart: {label}, preset {preset}, best validation checkpoint",
                                  command=command)
@@ -169,6 +169,7 @@ def zoo_quickstart(*, out_dir: str | Path | None = None,   # default ./kdd_runs/
         model = models[label] = build_from_checkpoint(ck).to(device).eval()
         recs = evaluate(model, (test, labels), snrs_db, seed=seed, max_groups=max_groups, batch_size=256, classifier=clf)
         docs[key] = eval_results(label, recs, model, seed=seed, checkpoint=f'zoo:{name}', ckpt=ck,
+                                 precision=resolve_precision('auto', model_device(model)),
                                  data=f"{DATA_LABELS.get(data, data)}; fixed test grouping, {n_images(recs[0]['n'], model.n_users)}",
                                  description=f"kdd_quickstart: zoo entry {name} ({label})", command=command)
         save_results(docs[key], out_dir / f'eval_{key}.json')
