@@ -209,7 +209,7 @@ def scores(out: torch.Tensor, x: torch.Tensor, labels: torch.Tensor, clf) -> dic
 
 
 def do_run(channel: str, arm: str, seed: int, *, prior: str, cfg: dict, npz_dir: Path, device: str,
-           batch_size: int = 64) -> Path:
+           batch_size: int = 64, precision: str = 'auto') -> Path:
     "Refine (arm) the channel's decodings at every SNR with noise seed `seed` and write the scores; skipped if the npz exists."
     from kdd_semnoma.core import atomic_write
     from kdd_semnoma.cgan import apply_cgan
@@ -226,12 +226,15 @@ def do_run(channel: str, arm: str, seed: int, *, prior: str, cfg: dict, npz_dir:
         xh = decoded(channel, snr, cfg['n_groups'], device)                        # (N, K, 3, H, W)
         if kind == 'decoded': out = xh
         elif kind == 'cgan': out = apply_cgan(gen, xh).clamp(0, 1)
-        else: out = refine_batched(xh.flatten(0, 1), pr.unet, pr.scheduler, s, seed=seed, batch_size=batch_size).reshape(xh.shape)
+        else: out = refine_batched(xh.flatten(0, 1), pr.unet, pr.scheduler, s, seed=seed, batch_size=batch_size,
+                                   precision=precision).reshape(xh.shape)
         rows.append(scores(out, x, labels, classifier(device)))
     arrays = {k: np.stack([r[k] for r in rows]).astype(np.float32 if rows[0][k].dtype != bool else bool) for k in rows[0]}
     for f in ('t0', 'sigma', 'alpha_bar', 'calls', 'eta'):
         arrays[f] = np.array([math.nan if s is None else s[f] for s in sets], np.float64)
+    from kdd_semnoma.core import resolve_precision
     meta = dict(channel=channel, arm=arm, seed=seed, spec=ARMS[arm], prior=prior, prior_meta=pr.meta,
+                precision=resolve_precision(precision, device),
                 beta_schedule=pr.scheduler.config.beta_schedule, num_train_timesteps=pr.scheduler.config.num_train_timesteps,
                 system=SYSTEMS[channel], decode_seed=DECODE_SEED, n_groups=len(x), residual=fit, budget=cfg,
                 wall_s=round(time.time() - t_start, 1), torch_threads=torch.get_num_threads(), code=code_version())
@@ -450,6 +453,8 @@ def main(argv=None):
     r.add_argument('--seeds', type=int, default=None, help='noise seeds per stochastic arm (default 3; --quick: 1)')
     r.add_argument('--quick', action='store_true', help=f'smoke test: {QUICK}')
     r.add_argument('--device', default='cpu'); r.add_argument('--batch_size', type=int, default=64)
+    r.add_argument('--precision', default='auto', choices=['auto', 'fp32', 'bf16'],
+                   help="the prior's arithmetic: auto = bf16 on CUDA and on CPUs with native bf16 (recorded in every run)")
     r.add_argument('--no_report', action='store_true', help='skip the report after the runs')
     a = p.parse_args(argv)
     from kdd_semnoma.core import cli_errors
@@ -462,7 +467,8 @@ def main(argv=None):
             cfg = dict(QUICK if a.quick else FULL); cfg['seeds'] = a.seeds or cfg['seeds']
             load_prior_cached(a.prior, a.device)                                  # a missing prior fails before any work
             for c, arm, s in queue(a.channels, a.arms, cfg['seeds']):
-                do_run(c, arm, s, prior=a.prior, cfg=cfg, npz_dir=npz_dir, device=a.device, batch_size=a.batch_size)
+                do_run(c, arm, s, prior=a.prior, cfg=cfg, npz_dir=npz_dir, device=a.device, batch_size=a.batch_size,
+                       precision=a.precision)
             if a.no_report: return npz_dir
         from kdd_semnoma.diffusion import prior_dir
         prior_dir(a.prior)                                                        # a bad prior name fails with the zoo's message

@@ -15,7 +15,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 import matplotlib.pyplot as plt
 from fastcore.script import call_parse, store_true
-from .core import make_generator, model_device, default_device, check_finite, atomic_write, cli_errors
+from .core import make_generator, model_device, default_device, check_finite, atomic_write, cli_errors, autocast
 from .metrics import refinement_scores
 from .results import save_results, make_results
 from .evaluate import reconstruct, load_for_eval
@@ -222,6 +222,7 @@ def refine(x_hat: Tensor,               # (..., 3, H, W) reconstructions in [0, 
            calls: int,                  # model evaluations, evenly spaced from t0 down to 0
            eta: float = 0.0,            # DDIM stochasticity: 0 deterministic, 1 DDPM-like
            generator: torch.Generator | None = None,
+           precision: str = 'fp32',     # the prior's arithmetic: 'fp32' | 'bf16' | 'auto' (core.autocast); DDIM steps in fp32
           ) -> Tensor:                  # (..., 3, H, W) refined images in [0, 1]
     "DifFace-style refinement: diffuse `x_hat` to the start with the scheduler's noising, then `calls` DDIM steps to 0."
     t0 = start_step(scheduler, t0=t0, sigma=sigma)
@@ -233,7 +234,7 @@ def refine(x_hat: Tensor,               # (..., 3, H, W) reconstructions in [0, 
     x = diffuse(x0, scheduler, int(t0), generator=generator)                   # x_t0 ~ q(. | x_hat), [-1, 1]
     for i, t in enumerate(ts):
         ab_prev = float(ab[ts[i + 1]]) if i + 1 < len(ts) else 1.0
-        eps = unet(x, t).sample                                                 # (N, 3, H, W) noise prediction
+        with autocast(dev, precision): eps = unet(x, t).sample.float()          # (N, 3, H, W) noise prediction
         x = ddim_step(x, eps, float(ab[t]), ab_prev, eta=eta, generator=generator)
     return from_model(x).reshape(x_hat.shape).to(x_hat.device, x_hat.dtype)
 
@@ -390,10 +391,11 @@ def resolve_settings(scheduler, settings: list) -> list:  # [{'t0', 'alpha_bar',
 def refine_batched(x_hat: Tensor,       # (N, 3, H, W) inputs in [0, 1]
                    unet, scheduler, setting: dict,   # a resolved setting (RefineConfig.resolve)
                    *, seed: int = 0, batch_size: int = 64,
+                   precision: str = 'fp32',   # the prior's arithmetic (refine)
                   ) -> Tensor:          # (N, 3, H, W) refined images on the CPU
     "Refine `x_hat` in batches at one setting with its `refine_generator`: the images a sweep scores and a run saves."
     g = refine_generator(seed, setting, model_device(unet))
-    kw = dict(t0=setting['t0'], calls=max(1, setting['calls']), eta=setting['eta'], generator=g)
+    kw = dict(t0=setting['t0'], calls=max(1, setting['calls']), eta=setting['eta'], generator=g, precision=precision)
     return torch.cat([refine(x_hat[j:j + batch_size], unet, scheduler, **kw).cpu() for j in range(0, len(x_hat), batch_size)])
 
 # %% ../nbs/12_diffusion.ipynb #3cb26e3a

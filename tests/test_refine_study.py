@@ -17,6 +17,8 @@ def test_quick_run_writes_skips_and_reports(real_data, tmp_path):
     files = {p.name: p.stat().st_mtime_ns for p in npz_dir.glob('*.npz')}
     assert set(files) == {f'{a}-s0.npz' for a in rs.ARMS}
     z = np.load(npz_dir / 'matched-s0.npz')
+    from kdd_semnoma.core import resolve_precision
+    assert json.loads(str(z['meta']))['precision'] == resolve_precision('auto', 'cpu')   # --precision auto, recorded
     assert z['psnr'].shape == (1, 4, 2) and z['kid_cn'].shape == (1, 2) and z['sem_acc'].dtype == bool
     rms = json.loads((npz_dir / 'residual.json').read_text())
     assert rms['excluded_overlap'] == 932 and z['t0'][0] == rs.matched_start(rs.load_prior_cached(rs.DEFAULT_PRIOR, 'cpu').scheduler,
