@@ -58,9 +58,14 @@ class CifarNet(nn.Module):
     @property
     def feature_dim(self) -> int: return self.widths[-1]
 
+    def stages(self, x: Tensor) -> list:  # (B, 3, 32, 32) in [0, 1] -> [(B, 24, 31, 31), then each conv group's output]
+        "The activations after the whitening layer and after each conv group (what CN-PD in 08_metrics compares)."
+        x = F.gelu(self.whiten((x - self.mean) / self.std)); out = [x]
+        for g in self.groups: x = g(x); out.append(x)                              # each halves H, W
+        return out
+
     def features(self, x: Tensor) -> Tensor:  # (B, 3, 32, 32) in [0, 1] -> (B, D)
-        x = F.gelu(self.whiten((x - self.mean) / self.std))
-        return F.adaptive_max_pool2d(self.groups(x), 1).flatten(1)
+        return F.adaptive_max_pool2d(self.stages(x)[-1], 1).flatten(1)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, 3, 32, 32) -> (B, n_classes)
         return self.head(self.features(x)) * self.head_scale

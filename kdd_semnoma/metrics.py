@@ -19,8 +19,8 @@ __all__ = ['DEFAULT_CONVENTIONS', 'MS_SSIM_WEIGHTS', 'WEIGHT_FILES', 'LPIPS_NETS
            'feature_stats', 'frechet_distance', 'fid_stats_key', 'cached_fid_stats', 'fid_from_feats',
            'fid_conventions', 'predict_classes', 'semantic_accuracy', 'kid_blocks_of', 'kid_from_feats', 'fid_cifarnet',
            'kid_blocks', 'kid_cifarnet', 'prediction_scores', 'SmallSampleWarning', 'small_sample_flag',
-           'feature_distances', 'semantic_metric_fn', 'semantic_conventions', 'cifarnet_stages', 'cnpd',
-           'hf_energy_ratio', 'refinement_scores']
+           'feature_distances', 'semantic_metric_fn', 'semantic_conventions', 'cnpd', 'hf_energy_ratio',
+           'refinement_scores']
 
 # %% ../nbs/08_metrics.ipynb #c412a469
 DEFAULT_CONVENTIONS = {
@@ -415,14 +415,6 @@ CNPD_NOTE = ("CN-PD, CifarNet perceptual distance (NOT LPIPS: no learnt channel 
              "unit-normalised channel vectors of the whitening layer and the 3 conv groups of {classifier}, squared "
              "difference summed over channels, mean over positions, stages summed with equal weights; per image, lower is closer")
 
-def cifarnet_stages(classifier: torch.nn.Module, x: Tensor,   # (N, 3, 32, 32) float images in [0, 1]
-                   ) -> list:                                   # [(N, C_s, H_s, W_s)] whitening layer, then each conv group
-    "The intermediate activations of a CifarNet that CN-PD compares (call in eval mode)."
-    x = F.gelu(classifier.whiten((x - classifier.mean) / classifier.std))          # (N, 24, H-1, W-1)
-    out = [x]
-    for g in classifier.groups: x = g(x); out.append(x)                            # each halves H, W
-    return out
-
 def _unit(f: Tensor, eps: float = 1e-10) -> Tensor:  # (N, C, H, W), each position's channel vector of norm 1
     return f / (f.pow(2).sum(1, keepdim=True).sqrt() + eps)
 
@@ -439,8 +431,8 @@ def cnpd(x_hat: Tensor, x: Tensor,          # (..., 3, 32, 32) two image sets in
     try:
         out = []
         for ca, cb in zip(a.split(batch_size), b.split(batch_size)):
-            fa = cifarnet_stages(classifier, as_float_images(ca).to(dev))
-            fb = cifarnet_stages(classifier, as_float_images(cb).to(dev))
+            fa = classifier.stages(as_float_images(ca).to(dev))
+            fb = classifier.stages(as_float_images(cb).to(dev))
             out.append(sum((_unit(u) - _unit(v)).pow(2).sum(1).mean((-2, -1)) for u, v in zip(fa, fb)).float().cpu())   # (n,)
         return torch.cat(out).reshape(x_hat.shape[:-3])
     finally: classifier.train(was)
