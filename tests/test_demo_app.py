@@ -2,9 +2,9 @@
 Chromium (Playwright driving the system browser, no download) moving the SNR slider changes the PSNR line and the figure.
 Skips, naming the fix, only where Chromium, Playwright or Voilà is missing.
 
-The browser test is flagged `slow` (run it with `python -m pytest -m slow tests/test_demo_app.py`): it passed in 4 of 5
-runs on 2 busy cores, but once, in a full CI run, Voilà's kernel started and the page never finished (no error in
-Voilà's log); until that hang is understood it is kept out of the default run so that CI stays deterministic."""
+The browser test is flagged `slow` (run it with `python -m pytest -m slow tests/test_demo_app.py`): it passed by hand and
+in a full CI run, but it also hung, in the next CI run and once by hand: Voilà's kernel started and the page never
+finished (no error in Voilà's log). Until that hang is understood it stays out of the default run, so CI is deterministic."""
 import importlib.util, os, re, shutil, signal, socket, subprocess, sys, time
 import pytest
 
