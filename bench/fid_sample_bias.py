@@ -19,7 +19,7 @@ part alone (`kid_min_n`; a test checks they agree). Writes results/fid_sample_bi
     KDD_SEMNOMA_DATA=../shared/data python bench/fid_sample_bias.py     # about 2 CPU-minutes
 """
 from __future__ import annotations
-import argparse, shlex, sys, time
+import argparse, shlex, sys, time, warnings
 import numpy as np
 import torch
 from kdd_semnoma import zoo
@@ -27,7 +27,7 @@ from kdd_semnoma.classifier import classifier_outputs
 from kdd_semnoma.core import cpu_info, make_generator
 from kdd_semnoma.data import cifar10_from_npz
 from kdd_semnoma.evaluate import reconstruct
-from kdd_semnoma.metrics import feature_stats, frechet_distance, kid_blocks, kid_from_feats
+from kdd_semnoma.metrics import feature_distances, SmallSampleWarning
 from kdd_semnoma.results import save_results
 
 NS = (16, 32, 64, 128, 256, 466, 932, 2000)
@@ -36,9 +36,10 @@ FID_TOL, KID_TOL = 0.10, 0.20
 
 
 def distances(fa: torch.Tensor, fb: torch.Tensor, seed: int, paired: bool) -> tuple:  # (fid, kid) as kdd_eval computes them
-    nb = kid_blocks(len(fa), len(fb))
-    return (frechet_distance(*feature_stats(fa), *feature_stats(fb)),
-            kid_from_feats(fa, fb, n_blocks=nb, seed=seed, paired=paired)[0])
+    with warnings.catch_warnings():                  # the small sets are the point here: no SmallSampleWarning per subset
+        warnings.simplefilter('ignore', SmallSampleWarning)
+        d = feature_distances(fa, fb, seed=seed, paired=paired)
+    return d['fid_cifarnet'], d['kid_cifarnet']
 
 
 def subset_records(case: str, fa: torch.Tensor, fb: torch.Tensor, *, paired: bool, repeats: int, seed: int) -> list:
