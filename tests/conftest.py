@@ -35,3 +35,12 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="CUDA not available")
         for it in items:
             if "cuda" in it.keywords: it.add_marker(skip)
+
+
+def offline_route(allowed: tuple, blocked: list):
+    "A Playwright route handler for the browser tests: requests starting with `allowed` go through, others are aborted and listed."
+    def route(r):
+        if r.request.url.startswith(allowed): return r.continue_()
+        blocked.append(r.request.url)
+        r.abort()
+    return route

@@ -7,6 +7,7 @@ in a full CI run, but it also hung, in the next CI run and once by hand: Voilà'
 finished (no error in Voilà's log). Until that hang is understood it stays out of the default run, so CI is deterministic."""
 import importlib.util, os, re, shutil, signal, socket, subprocess, sys, time
 import pytest
+from conftest import offline_route
 
 
 
@@ -88,10 +89,7 @@ def test_snr_slider_changes_psnr_and_figure(browser, app):
     url, log = app
     blocked = []
 
-    def route(r):
-        if r.request.url.startswith((url, "data:")): return r.continue_()
-        blocked.append(r.request.url)
-        r.abort()
+    route = offline_route((url, "data:"), blocked)
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=browser, args=["--no-sandbox", "--disable-gpu"])
         page = b.new_page(viewport=dict(width=1200, height=1600))

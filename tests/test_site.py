@@ -8,6 +8,7 @@ unless KDD_SEMNOMA_REQUIRE_BROWSER=1 (set by .ci/run when it has one), then they
 import ast, json, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+from conftest import offline_route
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,10 +106,7 @@ def rendered(browser, site):
     files = [p["file"] for p in manifest["pages"]] + [manifest["api"]]
     requests, errors, res = [], {}, {}
 
-    def route(r):
-        if r.request.url.startswith("file:"): return r.continue_()
-        requests.append(r.request.url)
-        r.abort()
+    route = offline_route(("file:",), requests)
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=browser, args=["--no-sandbox", "--disable-gpu"])
         ctx = b.new_context(viewport=dict(width=1200, height=2400))
