@@ -23,10 +23,10 @@ from .train import STAGES, train_config, build_model, fit, freeze
 from .zoo import ZOO_PREFIX, open_checkpoint
 
 # %% auto #0
-__all__ = ['STAGE_LABELS', 'KIND_LABELS', 'ZOO_DEMO', 'APP_SOURCE', 'DemoModel', 'n_users_of', 'pick_model', 'demo_channel',
-           'DemoOutput', 'run_demo', 'latent_mosaic', 'demo_figure', 'interactive_demo', 'demo_label',
+__all__ = ['STAGE_LABELS', 'KIND_LABELS', 'ZOO_DEMO', 'APP_SOURCE', 'GET_MSG_SLICE_S', 'DemoModel', 'n_users_of', 'pick_model',
+           'demo_channel', 'DemoOutput', 'run_demo', 'latent_mosaic', 'demo_figure', 'interactive_demo', 'demo_label',
            'load_demo_models', 'zoo_demo_models', 'tiny_demo_models', 'demo_images', 'demo_app', 'app_notebook',
-           'demo_notebook', 'demo_app_argv', 'kdd_demo']
+           'demo_notebook', 'demo_app_argv', 'get_msg_in_slices', 'serve_voila', 'kdd_demo']
 
 # %% ../nbs/14_demo.ipynb #5147111f
 class DemoModel(NamedTuple):
@@ -288,10 +288,37 @@ def demo_notebook(notebook: str | None = None) -> Path:  # a notebook given with
     return p
 
 def demo_app_argv(notebook: Path, port: int = 8866) -> list:  # the Voilà command line
-    "Voilà serving `notebook` on 127.0.0.1:`port`, sources hidden, no browser opened."
-    return [sys.executable, '-m', 'voila', str(notebook), f'--port={port}', '--Voila.ip=127.0.0.1', '--no-browser',
-            '--strip_sources=True', '--Voila.port_retries=0']
+    "Voilà (through `serve_voila`) serving `notebook` on 127.0.0.1:`port`, sources hidden, no browser opened."
+    return [sys.executable, '-c', 'import sys; from kdd_semnoma.demo import serve_voila; serve_voila(sys.argv[1:])',
+            str(notebook), f'--port={port}', '--Voila.ip=127.0.0.1', '--no-browser', '--strip_sources=True',
+            '--Voila.port_retries=0']
 
+
+# %% ../nbs/14_demo.ipynb #c89d6165
+GET_MSG_SLICE_S = 1.0   # longest wait between two looks at a kernel socket in the demo server (s)
+
+def get_msg_in_slices(get_msg, slice_s: float = GET_MSG_SLICE_S):  # -> an AsyncZMQSocketChannel.get_msg
+    "Wrap `get_msg(self, timeout)` so it polls in slices of `slice_s` s up to `timeout` (None: forever)."
+    import time
+    from queue import Empty
+    async def sliced(self, timeout: float | None = None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0., deadline - time.monotonic())
+            try: return await get_msg(self, timeout=slice_s if left is None else min(slice_s, left))
+            except Empty:
+                if left is not None and left <= slice_s: raise
+    sliced.__wrapped__ = get_msg
+    return sliced
+
+def serve_voila(args: list):  # Voilà's command-line arguments (after `voila`)
+    "Run Voilà in this process with kernel replies read by `get_msg_in_slices` (no missed wake-ups)."
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from voila.app import main
+    if not hasattr(AsyncZMQSocketChannel.get_msg, '__wrapped__'):
+        AsyncZMQSocketChannel.get_msg = get_msg_in_slices(AsyncZMQSocketChannel.get_msg)
+    sys.argv = ['voila', *args]
+    main()
 
 # %% ../nbs/14_demo.ipynb #5eaaf70f
 @call_parse
