@@ -25,6 +25,9 @@ ARMS = {'today': ('fp32', 32, 5e-4), 'bf16': ('bf16', 32, 5e-4), 'bf16-lr1e-3': 
         'bf16-b64-lr1e-3': ('bf16', 64, 1e-3)}
 
 
+SPLIT = {'cifar10-npz': "training export (45,000 train / 5,000 validation); "}
+
+
 class Baton:
     "Round robin over `n` threads: `wait(i)` blocks until it is thread i's turn; `pass_on(i)` gives the turn onwards."
     def __init__(self, n: int):
@@ -78,7 +81,7 @@ class ToTarget(Callback):
 
 
 def run_arms(arms: dict, *, target: float, max_steps: int, val_every: int, chunk: int, seed: int, val_groups: int,
-             snrs: tuple, log=print) -> dict:  # {arm: {'reached': ..., 'history': [...], 'config': {...}}}
+             snrs: tuple, data: str = 'cifar10-npz', log=print) -> dict:  # {arm: {'reached': ..., 'history': [...], 'config': {...}}}
     "Train every arm of `arms` {name: (precision, batch, lr)} interleaved until `target` (see the module docstring)."
     baton, out, threads, errors = Baton(len(arms)), {}, [], []
 
@@ -88,7 +91,7 @@ def run_arms(arms: dict, *, target: float, max_steps: int, val_every: int, chunk
                                lr_schedule='constant', warmup_steps=100, epochs=1000, max_steps=max_steps, seed=seed,
                                precision=precision, val_every=0)
             torch.manual_seed(seed)
-            dls = get_dls('cifar10-npz', cfg.n_users, cfg.batch_size, seed=cfg.seed)
+            dls = get_dls(data, cfg.n_users, cfg.batch_size, seed=cfg.seed)
             model = build_model(cfg).to(memory_format=torch.channels_last)
             run = start_run(model, dls, cfg, out_dir=Path(tmp))
             clock = TrainClock()
@@ -131,9 +134,11 @@ def main(argv=None):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--arms', default=','.join(ARMS), help=f"comma-separated subset of {list(ARMS)}")
+    p.add_argument('--val_groups', type=int, default=256)
+    p.add_argument('--data', default='cifar10-npz', help="training data ('tiles' only to test this script)")
     p.add_argument('--out', default='results/time_to_quality_cpu.json')
     a = p.parse_args(argv)
-    if not (data_path() / 'cifar10').is_dir():
+    if a.data == 'cifar10-npz' and not (data_path() / 'cifar10').is_dir():
         sys.exit("time_to_quality: error: no CIFAR-10 export: set KDD_SEMNOMA_DATA to the data folder (see ../shared/data/README)")
     names = a.arms.split(',')
     if bad := [n for n in names if n not in ARMS]: sys.exit(f"time_to_quality: error: unknown arms {bad}: choose from {list(ARMS)}")
@@ -141,15 +146,17 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     t0 = time.time()
     out = run_arms({n: ARMS[n] for n in names}, target=a.target, max_steps=a.max_steps, val_every=a.val_every,
-                   chunk=a.chunk, seed=a.seed, val_groups=256, snrs=(0., 10., 20.), log=lambda m: print(m, flush=True))
+                   chunk=a.chunk, seed=a.seed, val_groups=a.val_groups, snrs=(0., 10., 20.), data=a.data,
+                   log=lambda m: print(m, flush=True))
     rows = summarise(out)
     cfg = dict(target_val_psnr=a.target, max_steps=a.max_steps, val_every=a.val_every, chunk=a.chunk, threads=a.threads,
+               val_groups=a.val_groups, data=a.data,
                arms={n: dict(zip(('precision', 'batch_groups', 'lr'), ARMS[n])) for n in names},
                model='SemNOMA cpu-small, K = 2, AWGN, from scratch, L1 loss', schedule='constant lr after 100 warm-up steps',
                optimiser='AdamW, weight decay 1e-4, no clipping', wall_minutes=(time.time() - t0) / 60, **cpu_info())
     save_results(a.out, name=Path(a.out).stem, records=[dict(arm=n, **r) for n, r in rows.items()],
                  description=__doc__.split('\n\n')[0].replace('\n', ' '), config=cfg, seed=a.seed, x='arm',
-                 data="cifar10-npz training export (45,000 train / 5,000 validation); never the test images",
+                 data=f"{a.data}: " + SPLIT.get(a.data, "") + "never the test images",
                  results=dict(arms=rows, curves={n: r['history'] for n, r in out.items()}),
                  command='python bench/time_to_quality.py ' + ' '.join(argv if argv is not None else sys.argv[1:]))
     for n, r in rows.items(): print(n, r)

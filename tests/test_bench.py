@@ -102,3 +102,27 @@ def test_cifarnet_distances_floor(tmp_path):
     assert set(d) == {f'{m}{s}' for m in ('fid_cifarnet', 'kid_cifarnet') for s in ('', '_floor_test', '_train_vs_test')}
     assert d['kid_cifarnet'][1] is not None and d['fid_cifarnet'][1] is None
     with pytest.raises(ValueError, match='--n_samples'): tp.cifarnet_distances(fake, x_test[:60], x_train)
+
+
+def test_time_to_quality_runs_arms_interleaved(tmp_path):
+    "bench/time_to_quality.py at toy size on tiles: every arm trains, validates, and is stopped by the target or max_steps."
+    out = tmp_path / 'ttq.json'
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'time_to_quality.py'), '--data', 'tiles', '--target', '99',
+                        '--max_steps', '6', '--val_every', '3', '--chunk', '2', '--val_groups', '4', '--arms', 'today,bf16',
+                        '--out', str(out)], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    curves = res['results']['curves']
+    assert sorted(curves) == ['bf16', 'today'] and all([c['step'] for c in v] == [3, 6] for v in curves.values())
+    assert all(c['train_s'] > 0 for v in curves.values() for c in v)            # the arms' own clocks ran
+    assert res['results']['arms']['today']['minutes_to_target'] is None            # 99 dB is never reached
+    assert res['config']['cpu_model'] and 'native_bf16' in res['config'] and res['command'].startswith('python bench/')
+    # the baton interleaves: the log shows arm 1 validating step 3 before arm 0 validates step 6
+    lines = [ln for ln in r.stdout.splitlines() if 'val' in ln]
+    assert [ln.split(']')[0] for ln in lines] == ['[today', '[bf16', '[today', '[bf16'], r.stdout
+
+
+def test_time_to_quality_needs_today_arm(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'time_to_quality.py'), '--data', 'tiles', '--arms', 'bf16'],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == ["time_to_quality: error: --arms must include 'today' (the baseline)"]
