@@ -126,3 +126,28 @@ def test_time_to_quality_needs_today_arm(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'time_to_quality.py'), '--data', 'tiles', '--arms', 'bf16'],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 1 and r.stderr.strip().splitlines() == ["time_to_quality: error: --arms must include 'today' (the baseline)"]
+
+
+def _fake_prior_run(folder, arm, seed, values, steps=800, done=800, t_max=None):
+    doc = dict(config=dict(steps=steps, t_max=t_max), steps_done=done, precision='bf16', train_s=1.0, command='x',
+               results={'step': [16, done], **{k: [None, v] for k, v in values.items()}})
+    (folder / f'prior-small-{arm}-s{seed}.json').write_text(json.dumps(doc))
+
+
+def test_prior_arms_report_pairs_seeds(tmp_path):
+    "bench/prior_arms_report.py: differences paired by seed, a t-interval over seeds, unfinished runs left out."
+    for s, (f, t) in enumerate([(0.30, 0.25), (0.32, 0.29)]):
+        _fake_prior_run(tmp_path, 'full', s, {'eps_mse_sigma0.075': f})
+        _fake_prior_run(tmp_path, 'tmax400', s, {'eps_mse_sigma0.075': t}, t_max=400)
+    _fake_prior_run(tmp_path, 'tmax400', 2, {'eps_mse_sigma0.075': 9.}, done=400)       # unfinished: not paired
+    out = tmp_path / 'arms.json'
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'prior_arms_report.py'), '--runs_dir', str(tmp_path), '--out', str(out)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    c = json.loads(out.read_text())['results']['tmax400 - full']['eps_mse_sigma0.075']
+    assert c['seeds'] == [0, 1] and abs(c['diff'] - (-0.04)) < 1e-9 and c['per_seed_diff'] == pytest.approx([-0.05, -0.03])
+    lo, hi = c['ci95_t']
+    assert lo < -0.05 and -0.03 < hi          # t with 1 degree of freedom: 12.7 standard errors wide each side
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'prior_arms_report.py'), '--runs_dir', str(tmp_path / 'none')],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and '--runs_dir' in r.stderr
