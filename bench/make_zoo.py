@@ -3,10 +3,17 @@
 
     KDD_SEMNOMA_DATA=../shared/data python bench/make_zoo.py --runs ~/.cache/kdd_semnoma/runs/kd_study
     KDD_SEMNOMA_DATA=../shared/data python bench/make_zoo.py --budget long --runs ~/.cache/kdd_semnoma/runs/kd_study_long
+    KDD_SEMNOMA_DATA=../shared/data python bench/make_zoo.py --prior ~/.cache/kdd_semnoma/runs/prior-cifar10-cpu \
+        --prior_name prior-cifar10-cpu --prior_results results/prior_cifar10_cpu.json
 
 Each entry: model.safetensors (weights only), config.json (kind, JSCCConfig, ChannelConfig, training config),
 README.md (card: data, preset, steps, wall time, commit, and the PSNR/SSIM table measured here on the 466
 pixel-exact CIFAR-10 test pairs with the seeded sweep of 10_evaluate). zoo/SHA256SUMS is rewritten.
+
+A diffusion prior (`--prior RUN_DIR`, a bench/train_prior.py output folder) is exported in diffusers format: its EMA
+UNet stored in float16 (the zoo holds at most 50 MB per entry; the card records how far float16 storage moves the
+predicted noise on held-out images), the scheduler, kdd_prior.json, and a card built from its results file (recipe,
+steps, epochs, wall time, CPU, held-out error, sample FID-CN/KID-CN when measured).
 """
 from __future__ import annotations
 import argparse, os, subprocess
@@ -81,14 +88,102 @@ def card(name: str, what: str, ck: dict, last: dict, table: str, cfg, commit: st
 """
 
 
+MAX_ENTRY_MB = 50
+
+
+def cpu_words(cpu: dict | None) -> str:
+    "A results file's `cpu` record (core.cpu_info) in words."
+    if not cpu: return ''
+    return (f"{cpu['cpu_model']} ({cpu['cpu_count']} cores, {cpu['torch_threads']} thread(s), bf16 flags: "
+            f"{', '.join(cpu['bf16_flags']) or 'none'})")
+
+
+def prior_card(name: str, doc: dict, storage_check: dict) -> str:
+    "Model card of a diffusion prior from its bench/train_prior.py results file."
+    c, r = doc['config'], doc['results']
+    last = lambda k: next((v for v in reversed(r.get(k, [])) if v is not None), None)
+    sig = [(k.split('sigma')[1], last(k)) for k in sorted(r, key=lambda k: float(k.split('sigma')[1]) if 'sigma' in k else 0)
+           if k.startswith('eps_mse_sigma') and last(k) is not None]
+    fid = {k: last(k) for k in ('fid_cifarnet', 'kid_cifarnet', 'kid_cifarnet_se') if last(k) is not None}
+    tmax = f", timesteps drawn below t = {c['t_max']}" if c.get('t_max') else ''
+    lines = [f"# {name}", "",
+             f"DDPM prior for diffusion refinement: diffusers `UNet2DModel` ({doc.get('params_M', '?')} M parameters), "
+             f"EMA weights (decay {c['ema_decay']}), stored in float16.", "",
+             f"- data: {doc['data']} (training export; never the test images)",
+             f"- network: channels {tuple(c['block_out_channels'])}, {c['layers_per_block']} ResNet blocks per level, "
+             f"attention at levels {tuple(c['attn_levels']) or 'none'}, GroupNorm groups {c['norm_num_groups']}",
+             f"- schedule: {c['num_train_timesteps']} steps, `{c['beta_schedule']}`{tmax}; epsilon prediction",
+             f"- training: {doc['steps_done']} steps of batch {c['batch_size']} ({doc.get('epochs', '?')} epochs), AdamW lr {c['lr']:g}, "
+             f"{c['warmup']} warm-up steps, gradient clipping {c['grad_clip']}, random flips; precision {doc.get('precision', 'fp32')}",
+             f"- wall time: {doc.get('train_wall_s_total', doc.get('train_s', 0)) / 3600:.1f} h on "
+             f"{cpu_words(doc.get('cpu')) or doc.get('device', '?')}",
+             f"- command: `{doc.get('command', '?')}`",
+             f"- load: `kdd_semnoma.diffusion.load_prior(kdd_semnoma.diffusion.prior_dir('zoo:{name}'))`, or "
+             f"`kdd_refine --prior zoo:{name} --inputs zoo:kd-semnoma-cifar10-awgn`", "", "## Measured", "",
+             "Held-out noise-prediction error (mean ε-MSE over the same test images and noise at each noise level σ):", "",
+             "| σ | " + " | ".join(s for s, _ in sig) + " |", "|---|" + "---|" * len(sig),
+             "| ε-MSE | " + " | ".join(f"{v:.4f}" for _, v in sig) + " |", ""]
+    if fid:
+        lines += [f"Samples (DDIM) against the JPEG test split: FID-CN {fid.get('fid_cifarnet', float('nan')):.2f}, "
+                  f"KID-CN {fid.get('kid_cifarnet', float('nan')):.4f} ± {fid.get('kid_cifarnet_se', float('nan')):.4f} "
+                  "(CifarNet features, not Inception: see 08_metrics).", ""]
+    lines += [f"float16 storage: the predicted noise moves by at most {storage_check['max_abs']:.2e} (mean |Δ| "
+              f"{storage_check['mean_abs']:.2e}) on {storage_check['n']} held-out images at σ {storage_check['sigmas']}.", ""]
+    return "\n".join(lines)
+
+
+def export_prior(run_dir: Path, name: str, results: Path, root: Path) -> Path:  # the entry folder
+    "Copy a train_prior output folder into the zoo (EMA UNet in float16), write its card, rewrite SHA256SUMS."
+    import json, shutil
+    import torch
+    from safetensors.torch import load_file, save_file
+    from kdd_semnoma.diffusion import load_prior, t_for_sigma
+    from kdd_semnoma.data import get_dls
+    from kdd_semnoma.zoo import write_manifest
+    if not (run_dir / 'unet').is_dir():
+        raise SystemExit(f"make_zoo: error: {run_dir} holds no prior (unet/): pass --prior the --out_dir of bench/train_prior.py")
+    if not results.is_file(): raise SystemExit(f"make_zoo: error: {results} not found: pass --prior_results the prior's results file")
+    doc = json.loads(results.read_text())
+    entry = root / name
+    if entry.exists(): shutil.rmtree(entry)
+    shutil.copytree(run_dir, entry, ignore=shutil.ignore_patterns('train_state.pt', '.*'))
+    w = entry / 'unet' / 'diffusion_pytorch_model.safetensors'
+    save_file({k: v.to(torch.float16).contiguous() for k, v in load_file(w).items()}, w, metadata={'format': 'pt'})
+    mb = sum(p.stat().st_size for p in entry.rglob('*') if p.is_file()) / 2 ** 20
+    if mb > MAX_ENTRY_MB:
+        shutil.rmtree(entry)
+        raise SystemExit(f"make_zoo: error: {name} would take {mb:.1f} MB (> {MAX_ENTRY_MB}): train a smaller prior preset")
+    a, b = load_prior(run_dir), load_prior(entry)          # fp32 run against the float16 zoo copy, both computed in fp32
+    x = get_dls('cifar10-npz', 2, 64, seed=0).test.dataset if (doc.get('data') == 'cifar10-npz') else None
+    x0 = (torch.stack([x[i][0][0] for i in range(16)]) * 2 - 1) if x is not None else torch.rand(16, 3, 32, 32) * 2 - 1
+    g, sigmas, diffs = torch.Generator().manual_seed(0), (0.075, 0.3), []
+    with torch.no_grad():
+        for s in sigmas:
+            t = t_for_sigma(a.scheduler, s)
+            noisy = a.scheduler.add_noise(x0, torch.randn(x0.shape, generator=g), torch.full((len(x0),), t))
+            diffs.append((a.unet(noisy, t).sample - b.unet(noisy, t).sample).abs())
+    d = torch.cat(diffs)
+    check = dict(max_abs=d.max().item(), mean_abs=d.mean().item(), n=len(x0), sigmas=sigmas)
+    (entry / 'README.md').write_text(prior_card(name, doc, check))
+    write_manifest(root)
+    return entry
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--runs', required=True, help='the kd_study checkpoint folder')
+    p.add_argument('--runs', default=None, help='the kd_study checkpoint folder')
+    p.add_argument('--prior', default=None, help='export this bench/train_prior.py output folder instead (diffusion prior)')
+    p.add_argument('--prior_name', default='prior-cifar10-cpu'); p.add_argument('--prior_results', default=None)
     p.add_argument('--only', nargs='*', default=None, help='export only these entries')
     p.add_argument('--budget', default='short', choices=sorted(BUDGETS),
                    help='the study the runs belong to (bench/kd_study.py --budget)')
     p.add_argument('--out', default=str(ROOT / 'zoo'), help='zoo folder to write (default: this checkout\'s zoo/)')
     args = p.parse_args(argv)
+    if args.prior:
+        res = Path(args.prior_results or ROOT / 'results' / (args.prior_name.replace('-', '_') + '.json'))
+        print(f"{args.prior_name}: {args.prior} -> {export_prior(Path(args.prior).expanduser(), args.prior_name, res, Path(args.out))}")
+        return
+    if not args.runs: raise SystemExit("make_zoo: error: pass --runs the kd_study checkpoint folder (or --prior a prior folder)")
     from kdd_semnoma.semnoma import read_checkpoint, build_from_checkpoint
     from kdd_semnoma.data import get_dls
     from kdd_semnoma.evaluate import evaluate

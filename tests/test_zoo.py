@@ -94,3 +94,29 @@ def test_make_zoo_exports_a_study_run_with_a_measured_card(real_data, tmp_path, 
     m = zoo.load("teacher-cifar10-awgn", root=tmp_path / "zoo")
     assert sum(p.numel() for p in m.parameters()) < 1e5                     # the tiny run, not the shipped entry
     assert mz.trained_by("awgn", "teacher", 0, "short") == mz.TRAIN_COMMIT
+
+
+def test_prior_export_float16_card_and_checksums(tmp_path, monkeypatch):
+    "bench/make_zoo.py --prior: a train_prior folder becomes a zoo entry (float16 UNet, card, SHA256SUMS) that zoo:NAME loads."
+    from safetensors.torch import load_file
+    from kdd_semnoma.diffusion import PRIOR_PRESETS, make_unet, make_scheduler, save_prior, prior_dir, load_prior
+    run = tmp_path / 'run'
+    save_prior(make_unet(PRIOR_PRESETS['tiny'], seed=0), make_scheduler('ddim'), run)
+    (run / 'train_state.pt').write_bytes(b'not exported')
+    doc = dict(config=dict(PRIOR_PRESETS['tiny'].__dict__), data='tiles', steps_done=3, epochs=0.01, params_M=0.65, precision='fp32',
+               train_s=12.0, command='python bench/train_prior.py ...',
+               results={'eps_mse_sigma0.075': [None, 0.5], 'eps_mse_sigma0.3': [None, 0.2]})
+    (tmp_path / 'res.json').write_text(json.dumps(doc, default=list))
+    root = tmp_path / 'zoo'; root.mkdir()
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'make_zoo.py'), '--prior', str(run), '--prior_name', 'prior-x',
+                        '--prior_results', str(tmp_path / 'res.json'), '--out', str(root)], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    entry = root / 'prior-x'
+    assert not (entry / 'train_state.pt').exists() and '| ε-MSE | 0.5000 | 0.2000 |' in (entry / 'README.md').read_text()
+    assert {v.dtype for v in load_file(entry / 'unet' / 'diffusion_pytorch_model.safetensors').values()} == {torch.float16}
+    monkeypatch.setenv('KDD_SEMNOMA_ZOO', str(root))
+    pr = load_prior(prior_dir('zoo:prior-x'))                 # checksums verified on the way
+    assert next(pr.unet.parameters()).dtype == torch.float32  # computed in fp32
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'make_zoo.py'), '--prior', str(tmp_path / 'nope'), '--out', str(root)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.strip().startswith('make_zoo: error:') and '--prior' in r.stderr
