@@ -116,7 +116,8 @@ def run_arms(arms: dict, *, target: float, max_steps: int, val_every: int, chunk
 def summarise(out: dict, base: str = 'today') -> dict:  # {arm: train-minutes to target, speedup against `base`}
     ref = out[base]['reached']
     rows = {}
-    for name, r in out.items():
+    for name in sorted(out, key=lambda n: list(ARMS).index(n)):   # the ARMS order, today first
+        r = out[name]
         m = None if r['reached'] is None else r['reached']['train_s'] / 60
         rows[name] = dict(minutes_to_target=m, step_at_target=None if r['reached'] is None else r['reached']['step'],
                           images_to_target=None if r['reached'] is None else r['reached']['step'] * r['config']['batch_groups'] * 2,
