@@ -93,6 +93,9 @@ def run_one(spec: dict) -> list:
     res = [dict(spec, **v, train_s=[], infer_s=[], train_cpu_s=[], infer_cpu_s=[], peak_mem_mb=0.) for v in spec['variants']]
     for phase, fn, key in (('train', train_step, 'train_s'), ('eval', infer_step, 'infer_s')):
         for b in built: b[0].train(phase == 'train')
+        if phase == 'eval' and dev.type == 'cpu' and any(v['compile'] for v in spec['variants']):
+            import torch._inductor.config as inductor_config   # inference graphs only: weights folded in and prepacked (oneDNN)
+            inductor_config.freezing = True                    # safe here: training is over, the weights no longer change
         for step in range(spec['warmup'] + spec['steps']):
             for r, v, b in zip(res, spec['variants'], built):      # alternate the variants step by step
                 if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()
@@ -135,7 +138,8 @@ def main(argv=None):
     p.add_argument('--no_cpu_bf16', dest='cpu_bf16', action='store_false', help='skip the CPU bf16 autocast row')
     p.add_argument('--batch', type=int, default=32); p.add_argument('--steps', type=int, default=7, help='timed rounds')
     p.add_argument('--warmup', type=int, default=2)
-    p.add_argument('--compile', action='store_true', help='also time torch.compile of the kit (slow to compile)')
+    p.add_argument('--compile', action='store_true',
+                   help='also time torch.compile of the kit (slow to compile; on CPU: fp32 and bf16, inference with inductor freezing)')
     p.add_argument('--json', default=None, help='also write all rows (raw) to this JSON file')
     p.add_argument('--results', default=None, help='write the results file (kit schema, command inside) here')
     p.add_argument('--profile', default=None, help='only profile the kit\'s training step (paper preset, K=2) and write the op table here')
@@ -166,7 +170,8 @@ def main(argv=None):
             variants += [dict(impl='kit', bf16=True, compile=False)] + ([dict(impl='kit', bf16=True, compile=True)] if a.compile else [])
         else:   # CPU bf16 autocast (the kit's default where the CPU has native bf16; emulated and slow elsewhere)
             variants += [dict(impl='kit', bf16=True, compile=False)] if a.cpu_bf16 else []
-            if a.compile: variants += [dict(impl='kit', bf16=False, compile=True)]
+            if a.compile:
+                variants += [dict(impl='kit', bf16=b, compile=True) for b in ((False, True) if a.cpu_bf16 else (False,))]
         for preset in a.presets.split(','):
             for k in (int(u) for u in a.users.split(',')):
                 spec = dict(device=d, preset=preset, users=k, batch=a.batch, steps=a.steps, warmup=a.warmup, threads=a.threads,
