@@ -100,11 +100,9 @@ def cpu_words(cpu: dict | None) -> str:
 
 def prior_card(name: str, doc: dict, storage_check: dict) -> str:
     "Model card of a diffusion prior from its bench/train_prior.py results file."
-    c, r = doc['config'], doc['results']
-    last = lambda k: next((v for v in reversed(r.get(k, [])) if v is not None), None)
-    sig = [(k.split('sigma')[1], last(k)) for k in sorted(r, key=lambda k: float(k.split('sigma')[1]) if 'sigma' in k else 0)
-           if k.startswith('eps_mse_sigma') and last(k) is not None]
-    fid = {k: last(k) for k in ('fid_cifarnet', 'kid_cifarnet', 'kid_cifarnet_se') if last(k) is not None}
+    from train_prior import final_values   # bench/train_prior.py, beside this script: the report's layout
+    c, vals = doc['config'], final_values(doc)
+    sig = sorted((float(k.split('sigma')[1]), v) for k, (v, _) in vals.items() if k.startswith('eps_mse_sigma') and v is not None)
     tmax = f", timesteps drawn below t = {c['t_max']}" if c.get('t_max') else ''
     lines = [f"# {name}", "",
              f"DDPM prior for diffusion refinement: diffusers `UNet2DModel` ({doc.get('params_M', '?')} M parameters), "
@@ -121,11 +119,11 @@ def prior_card(name: str, doc: dict, storage_check: dict) -> str:
              f"- load: `kdd_semnoma.diffusion.load_prior(kdd_semnoma.diffusion.prior_dir('zoo:{name}'))`, or "
              f"`kdd_refine --prior zoo:{name} --inputs zoo:kd-semnoma-cifar10-awgn`", "", "## Measured", "",
              "Held-out noise-prediction error (mean ε-MSE over the same test images and noise at each noise level σ):", "",
-             "| σ | " + " | ".join(s for s, _ in sig) + " |", "|---|" + "---|" * len(sig),
+             "| σ | " + " | ".join(f"{s:g}" for s, _ in sig) + " |", "|---|" + "---|" * len(sig),
              "| ε-MSE | " + " | ".join(f"{v:.4f}" for _, v in sig) + " |", ""]
-    if fid:
-        lines += [f"Samples (DDIM) against the JPEG test split: FID-CN {fid.get('fid_cifarnet', float('nan')):.2f}, "
-                  f"KID-CN {fid.get('kid_cifarnet', float('nan')):.4f} ± {fid.get('kid_cifarnet_se', float('nan')):.4f} "
+    if vals.get('fid_cifarnet', (None,))[0] is not None:
+        (fid, _), (kid, kid_se) = vals['fid_cifarnet'], vals.get('kid_cifarnet', (float('nan'), None))
+        lines += [f"Samples (DDIM) against the JPEG test split: FID-CN {fid:.2f}, KID-CN {kid:.4f} ± {kid_se or float('nan'):.4f} "
                   "(CifarNet features, not Inception: see 08_metrics).", ""]
     lines += [f"float16 storage: the predicted noise moves by at most {storage_check['max_abs']:.2e} (mean |Δ| "
               f"{storage_check['mean_abs']:.2e}) on {storage_check['n']} held-out images at σ {storage_check['sigmas']}.", ""]
@@ -137,7 +135,7 @@ def export_prior(run_dir: Path, name: str, results: Path, root: Path) -> Path:  
     import json, shutil
     import torch
     from safetensors.torch import load_file, save_file
-    from kdd_semnoma.diffusion import load_prior, t_for_sigma
+    from kdd_semnoma.diffusion import load_prior, t_for_sigma, to_model
     from kdd_semnoma.data import get_dls
     from kdd_semnoma.zoo import write_manifest
     if not (run_dir / 'unet').is_dir():
@@ -155,7 +153,7 @@ def export_prior(run_dir: Path, name: str, results: Path, root: Path) -> Path:  
         raise SystemExit(f"make_zoo: error: {name} would take {mb:.1f} MB (> {MAX_ENTRY_MB}): train a smaller prior preset")
     a, b = load_prior(run_dir), load_prior(entry)          # fp32 run against the float16 zoo copy, both computed in fp32
     x = get_dls('cifar10-npz', 2, 64, seed=0).test.dataset if (doc.get('data') == 'cifar10-npz') else None
-    x0 = (torch.stack([x[i][0][0] for i in range(16)]) * 2 - 1) if x is not None else torch.rand(16, 3, 32, 32) * 2 - 1
+    x0 = to_model(torch.stack([x[i][0][0] for i in range(16)]) if x is not None else torch.rand(16, 3, 32, 32))   # (16, 3, 32, 32)
     g, sigmas, diffs = torch.Generator().manual_seed(0), (0.075, 0.3), []
     with torch.no_grad():
         for s in sigmas:

@@ -15,19 +15,15 @@ from pathlib import Path
 import numpy as np
 from kdd_semnoma.kd_study import t_interval
 from kdd_semnoma.results import save_results
+from train_prior import final_values   # bench/train_prior.py, beside this script: the report's layout
 
 COMPARISONS = {'tmax400 - full': ('tmax400', 'full'), 'fp32 - full': ('fp32', 'full')}   # name: (arm, baseline)
 RUN = re.compile(r'prior-small-(?P<arm>[a-z0-9]+)-s(?P<seed>\d+)\.json$')
 
 
 def heldout_values(doc: dict) -> dict:  # {'eps_mse_sigma0.075': value, ...} at the run's last step
-    "The held-out error values of a train_prior results file (the last non-null entry of each eps_mse_* curve)."
-    out = {}
-    for k, v in doc['results'].items():
-        if k.startswith('eps_mse_') and isinstance(v, list):
-            vals = [x for x in v if x is not None]
-            if vals: out[k] = vals[-1]
-    return out
+    "The held-out error values of a train_prior results file."
+    return {k: v for k, (v, _) in final_values(doc).items() if k.startswith('eps_mse_')}
 
 
 def load_runs(runs_dir: Path) -> dict:  # {(arm, seed): {'values': {...}, 'steps': n, 'precision': ..., 't_max': ...}}

@@ -157,6 +157,12 @@ def loss_points(hist: list) -> list:  # [(step, loss, n steps averaged)], about 
     return [(hist[i]['step'], round(hist[i]['loss'], 5), hist[i]['step'] - (hist[i - 1]['step'] if i else 0)) for i in idx]
 
 
+def final_values(doc: dict) -> dict:  # {metric: (value, se or None)} of the records at the report's last step
+    "The held-out errors and sample distances of a prior report (`prior_results`), read from its records (with SE)."
+    last = doc['steps_done']
+    return {r['metric']: (r['value'], r.get('se')) for r in doc['records'] if r['step'] == last and r['metric'] != 'loss'}
+
+
 def prior_results(*, name: str, description: str, config: dict, seed: int, data: str, steps_done: int,
                   loss: list,           # [(step, loss, n)] from loss_points
                   heldout: dict,        # {'eps_mse_t<t>': value} from heldout_eps_mse

@@ -130,7 +130,8 @@ def test_time_to_quality_needs_today_arm(tmp_path):
 
 def _fake_prior_run(folder, arm, seed, values, steps=800, done=800, t_max=None):
     doc = dict(config=dict(steps=steps, t_max=t_max), steps_done=done, precision='bf16', train_s=1.0, command='x',
-               results={'step': [16, done], **{k: [None, v] for k, v in values.items()}})
+               results={'step': [16, done], **{k: [None, v] for k, v in values.items()}},
+               records=[dict(step=done, user=-1, metric=k, value=v, n=512) for k, v in values.items()])
     (folder / f'prior-small-{arm}-s{seed}.json').write_text(json.dumps(doc))
 
 

@@ -105,7 +105,11 @@ def test_prior_export_float16_card_and_checksums(tmp_path, monkeypatch):
     (run / 'train_state.pt').write_bytes(b'not exported')
     doc = dict(config=dict(PRIOR_PRESETS['tiny'].__dict__), data='tiles', steps_done=3, epochs=0.01, params_M=0.65, precision='fp32',
                train_s=12.0, command='python bench/train_prior.py ...',
-               results={'eps_mse_sigma0.075': [None, 0.5], 'eps_mse_sigma0.3': [None, 0.2]})
+               results={'eps_mse_sigma0.075': [None, 0.5], 'eps_mse_sigma0.3': [None, 0.2]},
+               records=[dict(step=3, user=-1, metric=k, value=v, n=512)
+                        for k, v in (('eps_mse_sigma0.075', 0.5), ('eps_mse_sigma0.3', 0.2))]
+               + [dict(step=3, user=-1, metric='fid_cifarnet', value=12.5, n=1000),
+                  dict(step=3, user=-1, metric='kid_cifarnet', value=0.0123, n=1000, se=0.0004)])
     (tmp_path / 'res.json').write_text(json.dumps(doc, default=list))
     root = tmp_path / 'zoo'; root.mkdir()
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'make_zoo.py'), '--prior', str(run), '--prior_name', 'prior-x',
@@ -113,6 +117,7 @@ def test_prior_export_float16_card_and_checksums(tmp_path, monkeypatch):
     assert r.returncode == 0, r.stderr[-2000:]
     entry = root / 'prior-x'
     assert not (entry / 'train_state.pt').exists() and '| ε-MSE | 0.5000 | 0.2000 |' in (entry / 'README.md').read_text()
+    assert 'FID-CN 12.50, KID-CN 0.0123 ± 0.0004' in (entry / 'README.md').read_text()     # the SE from the KID record
     assert {v.dtype for v in load_file(entry / 'unet' / 'diffusion_pytorch_model.safetensors').values()} == {torch.float16}
     monkeypatch.setenv('KDD_SEMNOMA_ZOO', str(root))
     pr = load_prior(prior_dir('zoo:prior-x'))                 # checksums verified on the way
