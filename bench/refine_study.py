@@ -22,7 +22,8 @@ diffusion.refine_generator(seed, setting) (the package's one seeding rule, the s
 A run = (channel, arm, seed) writes per-image PSNR, SSIM, CN-PD (08_metrics.cnpd, not LPIPS) and classifier
 correctness/agreement, and per-user FID-CN / KID-CN (paired, with SE) at every SNR to
 <out_dir>/refine_study/<prior>/<channel>/<arm>-s<seed>.npz (atomic); a run whose npz exists is skipped.
-`report` turns them into <out_dir>/refine_study_cifar10.json (+ .png, the perception-distortion figure).
+`report` turns them into <out_dir>/refine_study_<prior>.json (+ .png, the perception-distortion figure): one results
+file per prior, so that priors compare (the zoo's tiny prior, the cifar-cpu prior).
 
     KDD_SEMNOMA_DATA=/path/to/data python bench/refine_study.py run --prior zoo:prior-cifar10-tiny   # resumable
     python bench/refine_study.py report --prior zoo:prior-cifar10-tiny
@@ -70,6 +71,11 @@ PER_SET = ('fid_cn', 'kid_cn')
 def prior_tag(prior: str) -> str:
     "A folder name for a prior: its zoo name or its folder's name."
     return str(prior).split(':', 1)[1] if str(prior).startswith('zoo:') else Path(prior).expanduser().resolve().name
+
+
+def results_path(out_dir, prior: str) -> Path:
+    "The study's results JSON for one prior: <out_dir>/refine_study_<prior tag>.json (the figure beside it, .png)."
+    return Path(out_dir) / f'refine_study_{prior_tag(prior)}.json'
 
 
 @lru_cache(maxsize=None)
@@ -167,6 +173,26 @@ def cgan_for(channel: str, cfg: dict, device: str, npz_dir: Path):
 # ---------------------------------------------------------------- one run
 def npz_path(npz_dir: Path, channel: str, arm: str, seed: int) -> Path:
     return npz_dir / channel / f'{arm}-s{seed}.npz'
+
+
+def parse_snrs(text: str | None) -> tuple:
+    "--snrs '0,5' -> (0.0, 5.0); None -> the full study's SNRs. Each must be one the zoo systems are evaluated at."
+    if text is None: return SNRS
+    try: snrs = tuple(float(v) for v in str(text).split(',') if v.strip())
+    except ValueError: raise ValueError(f"--snrs takes comma-separated dB values from {', '.join(f'{s:g}' for s in SNRS)}, got {text!r}.") from None
+    if not snrs or any(s not in SNRS for s in snrs) or len(set(snrs)) != len(snrs):
+        raise ValueError(f"--snrs takes distinct values from {', '.join(f'{s:g}' for s in SNRS)} dB, got {text!r}.")
+    return tuple(sorted(snrs))
+
+
+def check_budget(npz_dir: Path, cfg: dict) -> None:
+    "Refuse to add runs of another design (SNRs, pairs) to a study folder: one report compares like with like."
+    have = npz_budget(npz_dir)
+    if have is None: return
+    if [float(s) for s in have['snrs']] != [float(s) for s in cfg['snrs']] or have['n_groups'] != cfg['n_groups']:
+        raise ValueError(f"{npz_dir} holds runs at SNRs {[f'{s:g}' for s in have['snrs']]} dB on {have['n_groups'] or 'all'} pairs; "
+                         f"this run asks for SNRs {[f'{s:g}' for s in cfg['snrs']]} on {cfg['n_groups'] or 'all'}: finish the study "
+                         "with its own --snrs / --quick, or give another --out_dir.")
 
 
 def check_choices(channels, arms) -> None:
@@ -410,7 +436,7 @@ def report(npz_dir: Path, out: Path, prior: str, command: str) -> dict:
     meta = next(m for ch in results for v in [load_arm(npz_dir, ch, 'decoded')] for m in v['meta'])
     n_img = meta['n_groups']
     doc = make_results(
-        'refine_study_cifar10', records, seed=None, results=results,
+        out.stem, records, seed=None, results=results,
         data=f"cifar10-npz: {n_img} of the 466 pixel-exact CIFAR-10 test pairs (K = 2), decoded by the zoo KD-SemNOMA systems "
              f"({', '.join(SYSTEMS.values())}) with evaluate.reconstruct (seed {DECODE_SEED}); the matched arm's residual on the "
              "JPEG test split without the evaluation images; the CGAN on decodings of training pairs",
@@ -447,11 +473,13 @@ def main(argv=None):
     for s in (r, rep):
         s.add_argument('--prior', default=DEFAULT_PRIOR, help='diffusers prior folder or zoo:NAME')
         s.add_argument('--out_dir', default=str(RESULTS),
-                       help='writes <out_dir>/refine_study/<prior>/ and <out_dir>/refine_study_cifar10.json')
+                       help='writes <out_dir>/refine_study/<prior>/ and <out_dir>/refine_study_<prior>.json')
         s.add_argument('--debug', action='store_true', help='show the traceback on an error')
     r.add_argument('--channels', nargs='+', default=list(CHANNELS)); r.add_argument('--arms', nargs='+', default=list(ARMS))
     r.add_argument('--seeds', type=int, default=None, help='noise seeds per stochastic arm (default 3; --quick: 1)')
     r.add_argument('--quick', action='store_true', help=f'smoke test: {QUICK}')
+    r.add_argument('--snrs', default=None, help='SNRs in dB, comma-separated, from 0,5,10,15,20 (default all; the claim '
+                                                "SNRs '0,5' make a smaller study, e.g. for a large prior on a CPU)")
     r.add_argument('--device', default='cpu'); r.add_argument('--batch_size', type=int, default=64)
     r.add_argument('--precision', default='auto', choices=['auto', 'fp32', 'bf16'],
                    help="the prior's arithmetic: auto = bf16 on CUDA and on CPUs with native bf16 (recorded in every run)")
@@ -460,11 +488,13 @@ def main(argv=None):
     from kdd_semnoma.core import cli_errors
     with cli_errors('refine_study', a.debug):
         npz_dir = Path(a.out_dir) / 'refine_study' / prior_tag(a.prior)
-        out = Path(a.out_dir) / 'refine_study_cifar10.json'
+        out = results_path(a.out_dir, a.prior)
         if a.cmd == 'run':
             check_choices(a.channels, a.arms)
             if 'decoded' not in a.arms: raise ValueError("--arms must include 'decoded' (every difference is against it).")
             cfg = dict(QUICK if a.quick else FULL); cfg['seeds'] = a.seeds or cfg['seeds']
+            if a.snrs is not None: cfg['snrs'] = parse_snrs(a.snrs)
+            check_budget(npz_dir, cfg)
             load_prior_cached(a.prior, a.device)                                  # a missing prior fails before any work
             for c, arm, s in queue(a.channels, a.arms, cfg['seeds']):
                 do_run(c, arm, s, prior=a.prior, cfg=cfg, npz_dir=npz_dir, device=a.device, batch_size=a.batch_size,
@@ -474,7 +504,11 @@ def main(argv=None):
         prior_dir(a.prior)                                                        # a bad prior name fails with the zoo's message
         cmd = shlex.join(['python', 'bench/refine_study.py', *(sys.argv[1:] if argv is None else argv)])
         if a.cmd == 'report':   # how the runs were made, then this report
-            quick = ' --quick' if (npz_budget(npz_dir) or {}).get('n_groups') == QUICK['n_groups'] else ''
+            b = npz_budget(npz_dir) or {}
+            quick = ' --quick' if b.get('n_groups') == QUICK['n_groups'] else ''
+            design = QUICK if quick else FULL
+            if b.get('snrs') is not None and [float(s) for s in b['snrs']] != list(design['snrs']):
+                quick += ' --snrs ' + ','.join(f'{s:g}' for s in b['snrs'])
             cmd = f"KDD_SEMNOMA_DATA=/path/to/data python bench/refine_study.py run --prior {a.prior} --out_dir {a.out_dir}{quick}; {cmd}"
         doc = report(npz_dir, out, a.prior, cmd)
         for line in doc['summary']: print(line)

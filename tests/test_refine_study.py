@@ -12,22 +12,23 @@ SCHEMA = ('name', 'description', 'config', 'seed', 'data', 'conventions', 'resul
 
 def test_quick_run_writes_skips_and_reports(real_data, tmp_path):
     "run --quick: one npz per (arm, seed), a second run skips them all, and the report has the schema, intervals and claim."
-    doc = rs.main(['run', '--quick', '--channels', 'awgn', '--out_dir', str(tmp_path)])
+    doc = rs.main(['run', '--quick', '--snrs', '5,0', '--channels', 'awgn', '--out_dir', str(tmp_path)])   # 2 SNRs, sorted
     npz_dir = tmp_path / 'refine_study' / 'prior-cifar10-tiny' / 'awgn'
     files = {p.name: p.stat().st_mtime_ns for p in npz_dir.glob('*.npz')}
     assert set(files) == {f'{a}-s0.npz' for a in rs.ARMS}
     z = np.load(npz_dir / 'matched-s0.npz')
     from kdd_semnoma.core import resolve_precision
     assert json.loads(str(z['meta']))['precision'] == resolve_precision('auto', 'cpu')   # --precision auto, recorded
-    assert z['psnr'].shape == (1, 4, 2) and z['kid_cn'].shape == (1, 2) and z['sem_acc'].dtype == bool
+    assert z['psnr'].shape == (2, 4, 2) and z['kid_cn'].shape == (2, 2) and z['sem_acc'].dtype == bool
+    assert z['snr_db'].tolist() == [0., 5.]
     rms = json.loads((npz_dir / 'residual.json').read_text())
     assert rms['excluded_overlap'] == 932 and z['t0'][0] == rs.matched_start(rs.load_prior_cached(rs.DEFAULT_PRIOR, 'cpu').scheduler,
                                                                               rms['rms']['0'])
-    rs.main(['run', '--quick', '--channels', 'awgn', '--out_dir', str(tmp_path)])      # everything exists: skipped
+    rs.main(['run', '--quick', '--snrs', '0,5', '--channels', 'awgn', '--out_dir', str(tmp_path)])   # everything exists: skipped
     assert {p.name: p.stat().st_mtime_ns for p in npz_dir.glob('*.npz')} == files
-    saved = json.loads((tmp_path / 'refine_study_cifar10.json').read_text())
-    assert all(k in saved for k in SCHEMA) and (tmp_path / 'refine_study_cifar10.png').stat().st_size > 0
-    assert 'run --quick' in saved['command'] and saved['config']['budget']['n_groups'] == 4
+    saved = json.loads((tmp_path / 'refine_study_prior-cifar10-tiny.json').read_text())
+    assert all(k in saved for k in SCHEMA) and (tmp_path / 'refine_study_prior-cifar10-tiny.png').stat().st_size > 0
+    assert saved['name'] == 'refine_study_prior-cifar10-tiny' and 'run --quick --snrs 0,5' in saved['command'] and saved['config']['budget']['n_groups'] == 4
     rec = next(r for r in saved['records'] if r['arm'] == 'reference' and r['metric'] == 'diff_psnr')
     assert len(rec['ci95_boot']) == 2 and rec['t0'] > 0 and rec['calls'] == 10 and rec['eta'] == 0.5
     assert abs(rec['sigma'] - 0.075) < 0.01 and 0.99 < rec['alpha_bar'] < 1
@@ -57,7 +58,9 @@ def test_matched_start_follows_the_residual():
                                       (['--arms', 'decoded', 'bogus'], "unknown arm 'bogus'"),
                                       (['--arms', 'cgan'], "must include 'decoded'"),
                                       (['--prior', '/nonexistent/prior'], 'does not exist'),
-                                      (['--prior', 'zoo:no-such-prior'], "no prior 'no-such-prior'")])
+                                      (['--prior', 'zoo:no-such-prior'], "no prior 'no-such-prior'"),
+                                      (['--snrs', '0,7'], '--snrs takes distinct values from 0, 5, 10, 15, 20'),
+                                      (['--snrs', 'low'], '--snrs takes comma-separated dB values')])
 def test_bad_input_is_one_line(tmp_path, capsys, args, msg):
     with pytest.raises(SystemExit) as e: rs.main(['run', '--quick', '--out_dir', str(tmp_path), *args])
     err = capsys.readouterr().err.strip()
@@ -67,3 +70,12 @@ def test_bad_input_is_one_line(tmp_path, capsys, args, msg):
 def test_report_without_runs_says_what_to_do(tmp_path, capsys):
     with pytest.raises(SystemExit): rs.main(['report', '--out_dir', str(tmp_path)])
     assert 'run `python bench/refine_study.py run` first' in capsys.readouterr().err
+
+
+def test_a_study_folder_keeps_one_design(tmp_path, capsys):
+    "Runs at other SNRs (or on other pairs) are refused in a folder that holds a study: the report compares like with like."
+    d = tmp_path / 'refine_study' / 'prior-cifar10-tiny' / 'awgn'; d.mkdir(parents=True)
+    np.savez(d / 'decoded-s0.npz', meta=json.dumps({'budget': dict(rs.QUICK, snrs=[0.])}))
+    with pytest.raises(SystemExit) as e: rs.main(['run', '--quick', '--snrs', '0,5', '--out_dir', str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 1 and err.count('\n') == 0 and "holds runs at SNRs ['0'] dB on 4 pairs" in err and 'another --out_dir' in err
