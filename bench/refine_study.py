@@ -156,10 +156,11 @@ def residual_fit(channel: str, snrs, n_fit_groups: int, scheduler, device: str, 
 
 
 def cgan_for(channel: str, cfg: dict, device: str, npz_dir: Path):
-    "The channel's CGAN generator, trained once on student decodings of training pairs (SNR ~ U[0, 20] dB) and cached."
+    """The channel's CGAN generator, trained once on student decodings of training pairs (SNR ~ U[0, 20] dB) and cached
+    beside the priors' folders (<out_dir>/refine_study/cgan/, not committed: *.pt), so that every prior's study shares it."""
     from kdd_semnoma.cgan import CGANConfig, train_cgan, save_cgan, load_cgan, decode_train_pairs
     from kdd_semnoma.data import get_dls
-    path = npz_dir / channel / f"cgan-{cfg['cgan_steps']}steps-{cfg['n_train_groups']}groups.pt"
+    path = npz_dir.parent / 'cgan' / f"{channel}-{cfg['cgan_steps']}steps-{cfg['n_train_groups']}groups.pt"
     if not path.exists():
         model = system(channel, device)
         xh, x = decode_train_pairs(model, get_dls('cifar10-npz', 2, 64, seed=CGAN_SEED).train, cfg['n_train_groups'], 0., 20.,

@@ -16,6 +16,7 @@ def test_quick_run_writes_skips_and_reports(real_data, tmp_path):
     npz_dir = tmp_path / 'refine_study' / 'prior-cifar10-tiny' / 'awgn'
     files = {p.name: p.stat().st_mtime_ns for p in npz_dir.glob('*.npz')}
     assert set(files) == {f'{a}-s0.npz' for a in rs.ARMS}
+    assert (tmp_path / 'refine_study' / 'cgan' / 'awgn-10steps-16groups.pt').exists()   # the CGAN cache, shared by priors
     z = np.load(npz_dir / 'matched-s0.npz')
     from kdd_semnoma.core import resolve_precision
     assert json.loads(str(z['meta']))['precision'] == resolve_precision('auto', 'cpu')   # --precision auto, recorded
