@@ -152,3 +152,16 @@ def test_prior_arms_report_pairs_seeds(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'prior_arms_report.py'), '--runs_dir', str(tmp_path / 'none')],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and '--runs_dir' in r.stderr
+
+
+def test_deepjscc_gap_both_conventions(real_data, tmp_path):
+    "bench/deepjscc_gap.py on 8 pairs: both PSNR conventions, gaps = PSNR - published, per-image PSNR >= PSNR of the mean MSE."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('deepjscc_gap', ROOT / 'bench' / 'deepjscc_gap.py')
+    dg = importlib.util.module_from_spec(spec); spec.loader.exec_module(dg)
+    doc = dg.main(['--max_groups', '8', '--out', str(tmp_path / 'gap.json')])
+    r = json.loads((tmp_path / 'gap.json').read_text())['results']
+    assert r == json.loads(json.dumps(doc['results'])) and '--max_groups 8' in doc['command'] and doc['data'].startswith('CIFAR-10, 8 ')
+    for key in ('kd_semnoma', 'teacher'):
+        assert [round(p - q, 9) for p, q in zip(r[f'psnr_mse_{key}'], dg.PUBLISHED_1_12)] == [round(g, 9) for g in r[f'gap_mse_{key}']]
+        assert all(p >= m - 1e-9 for p, m in zip(r[f'psnr_{key}'], r[f'psnr_mse_{key}']))      # Jensen: mean of logs >= log of mean
