@@ -5,9 +5,10 @@ The reference curve (Bourtsoulatze, Kurka & Gündüz, "Deep joint source-channel
 transmission", 2019, k/n = 1/12, AWGN, models trained per SNR) is read off its figure as about
 22.5 / 24.4 / 25.9 / 28.3 / 30.0 dB at 1 / 4 / 7 / 13 / 19 dB. KD-SemNOMA gives each user 1/12 of a channel use per
 pixel value (512 complex uses shared by K = 2 users for 2 x 3072 values); the orthogonal teacher gives each user
-the whole block (1/6). Measured on the 466 pixel-exact test pairs with the seeded sweep of 10_evaluate, in both PSNR conventions: the mean of
-per-image PSNR (`psnr`, the kit's) and per user the PSNR of the MSE averaged over the test images (`psnr_mse`, the
-reference code's and most papers'; lower when quality varies across images), then the mean over the users.
+the whole block (1/6). Measured on the 466 pixel-exact test pairs with the seeded sweep of 10_evaluate, in both PSNR
+conventions: the mean of per-image PSNR (`psnr`, the kit's) and, per user, the PSNR of the MSE averaged over the test
+images (`psnr_mse`, the reference code's and most papers'; lower when quality varies across images), then the mean over
+the users.
 
     KDD_SEMNOMA_DATA=../shared/data python bench/deepjscc_gap.py     # -> results/deepjscc_gap_cifar10_awgn.json
 """

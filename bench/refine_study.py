@@ -180,7 +180,8 @@ def parse_snrs(text: str | None) -> tuple:
     "--snrs '0,5' -> (0.0, 5.0); None -> the full study's SNRs. Each must be one the zoo systems are evaluated at."
     if text is None: return SNRS
     try: snrs = tuple(float(v) for v in str(text).split(',') if v.strip())
-    except ValueError: raise ValueError(f"--snrs takes comma-separated dB values from {', '.join(f'{s:g}' for s in SNRS)}, got {text!r}.") from None
+    except ValueError:
+        raise ValueError(f"--snrs takes comma-separated dB values from {', '.join(f'{s:g}' for s in SNRS)}, got {text!r}.") from None
     if not snrs or any(s not in SNRS for s in snrs) or len(set(snrs)) != len(snrs):
         raise ValueError(f"--snrs takes distinct values from {', '.join(f'{s:g}' for s in SNRS)} dB, got {text!r}.")
     return tuple(sorted(snrs))
