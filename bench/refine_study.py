@@ -140,18 +140,32 @@ def matched_start(scheduler, rms: float) -> int:  # the start step t0
     return t_for_sigma(scheduler, rms)
 
 
+def residual_doc(channel: str, fit: dict) -> dict:
+    "The residual fit as a results file (the kit's schema): per-SNR RMS records, the fit itself under `results`."
+    from kdd_semnoma.results import make_results
+    return make_results(
+        f'residual_{channel}',
+        [dict(snr_db=float(s), user=-1, metric='residual_rms', value=v, n=fit['n_images']) for s, v in fit['rms'].items()],
+        description=f"RMS of the decoding error of {SYSTEMS[channel]} per SNR, the matched arm's start (cached by the study's runs)",
+        config=dict(system=SYSTEMS[channel], n_fit_groups=fit['n_fit_groups']), seed=fit['decode_seed'],
+        data=f"{fit['n_images']} images of the {fit['split']} split, without the JPEG copies of the 932 exact evaluation images "
+             f"({fit['excluded_overlap']} left out)",
+        conventions=dict(residual_rms='RMS of decoded minus original in model space [-1, 1] (twice the RMS in [0, 1])'),
+        results=fit, command='python bench/refine_study.py run (the matched arm writes it)')
+
+
 def residual_fit(channel: str, snrs, n_fit_groups: int, scheduler, device: str, npz_dir: Path) -> dict:
     "Residual RMS per SNR on JPEG-test-split decodings, cached in <npz_dir>/<channel>/residual.json, with each SNR's matched step."
-    from kdd_semnoma.core import atomic_write
+    from kdd_semnoma.results import save_results
     from kdd_semnoma.evaluate import reconstruct
     path = npz_dir / channel / 'residual.json'
-    fit = json.loads(path.read_text()) if path.exists() else {}
+    fit = json.loads(path.read_text()).get('results', {}) if path.exists() else {}
     if fit.get('n_fit_groups') != n_fit_groups or any(f'{s:g}' not in fit.get('rms', {}) for s in snrs):
         x, n_overlap = fit_images(n_fit_groups)
         rms = {f'{s:g}': residual_rms(reconstruct(system(channel, device), x, s, seed=FIT_SEED)[0], x) for s in snrs}
         fit = dict(n_fit_groups=n_fit_groups, n_images=2 * n_fit_groups, split='cifar10 test_jpeg_q75', excluded_overlap=n_overlap,
                    decode_seed=FIT_SEED, rms=rms)
-        atomic_write(path, lambda p: Path(p).write_text(json.dumps(fit, indent=1)))
+        save_results(residual_doc(channel, fit), path)
     return fit
 
 
@@ -305,6 +319,16 @@ def npz_budget(npz_dir: Path) -> dict | None:
     return None if f is None else json.loads(str(np.load(f)['meta']))['budget']
 
 
+def run_commands(npz_dir: Path, prior: str, out_dir, flags: str) -> list:
+    "The `run` commands that make the runs found in `npz_dir`: one command when every channel has every arm, else one per channel."
+    found = {ch: [a for a in ARMS if any((npz_dir / ch).glob(f'{a}-s*.npz'))] for ch in CHANNELS}
+    found = {ch: arms for ch, arms in found.items() if arms}
+    out = '' if Path(out_dir).resolve() == RESULTS.resolve() else f' --out_dir {out_dir}'
+    head = f'KDD_SEMNOMA_DATA=/path/to/data python bench/refine_study.py run --prior {prior}{out}{flags}'
+    if all(arms == list(ARMS) for arms in found.values()) and len(found) == len(CHANNELS): return [head]
+    return [head + f' --channels {ch}' + ('' if arms == list(ARMS) else ' --arms ' + ' '.join(arms)) for ch, arms in found.items()]
+
+
 def _iv(lo, hi) -> list: return [float(lo), float(hi)]
 
 
@@ -351,6 +375,13 @@ def claim_check(stats: dict, snr: float) -> dict:
                         meets={k: bool(v) for k, v in point.items()}, meets_all=bool(all(point.values())),
                         meets_all_with_intervals=strict)
     res = dict(arms=out, met_by=[a for a, c in out.items() if c['meets_all']])
+    if 'cgan' in stats:   # the same thresholds applied to the CGAN (one trained CGAN per channel: intervals over pairs only)
+        c = stats['cgan']
+        kid, fid, cost = -c['rel_kid_cn']['value'], -c['rel_fid_cn']['value'], -c['diff_psnr']['value']
+        res['cgan_thresholds'] = dict(kid_reduction=kid, fid_reduction=fid, sem_acc_gain=c['diff_sem_acc']['value'],
+                                      sem_acc_gain_ci95=c['diff_sem_acc']['ci95_boot'], psnr_cost_db=cost,
+                                      meets_all=bool(kid >= CLAIM_REDUCTION and fid >= CLAIM_REDUCTION
+                                                     and c['diff_sem_acc']['ci95_boot'][0] > 0 and cost <= CLAIM_PSNR_COST))
     if 'cgan' in stats and 'decoded' in stats:
         pts = sorted((stats[a]['psnr']['value'], stats[a]['kid_cn']['value']) for a in ('decoded', *SWEEP) if a in stats)
         p_c, k_c = stats['cgan']['psnr']['value'], stats['cgan']['kid_cn']['value']
@@ -511,7 +542,7 @@ def main(argv=None):
             design = QUICK if quick else FULL
             if b.get('snrs') is not None and [float(s) for s in b['snrs']] != list(design['snrs']):
                 quick += ' --snrs ' + ','.join(f'{s:g}' for s in b['snrs'])
-            cmd = f"KDD_SEMNOMA_DATA=/path/to/data python bench/refine_study.py run --prior {a.prior} --out_dir {a.out_dir}{quick}; {cmd}"
+            cmd = '; '.join([*run_commands(npz_dir, a.prior, a.out_dir, quick), cmd])
         doc = report(npz_dir, out, a.prior, cmd)
         for line in doc['summary']: print(line)
         print(f'-> {out} (+ {out.with_suffix(".png").name})')

@@ -23,6 +23,7 @@ def test_quick_run_writes_skips_and_reports(real_data, tmp_path):
     assert z['psnr'].shape == (2, 4, 2) and z['kid_cn'].shape == (2, 2) and z['sem_acc'].dtype == bool
     assert z['snr_db'].tolist() == [0., 5.]
     rms = json.loads((npz_dir / 'residual.json').read_text())
+    assert all(k in rms for k in SCHEMA[:9]); rms = rms['results']                      # a results file in the kit's schema
     assert rms['excluded_overlap'] == 932 and z['t0'][0] == rs.matched_start(rs.load_prior_cached(rs.DEFAULT_PRIOR, 'cpu').scheduler,
                                                                               rms['rms']['0'])
     rs.main(['run', '--quick', '--snrs', '0,5', '--channels', 'awgn', '--out_dir', str(tmp_path)])   # everything exists: skipped
@@ -37,8 +38,13 @@ def test_quick_run_writes_skips_and_reports(real_data, tmp_path):
     assert {r['metric'] for r in saved['records']} >= {'psnr', 'ssim', 'cnpd', 'sem_acc', 'fid_cn', 'kid_cn', 'rel_kid_cn'}
     c = saved['claim']['awgn']['0']
     assert set(c['arms']) == set(rs.DIFFACE) and isinstance(c['arms']['reference']['meets_all'], bool)
+    assert isinstance(c['cgan_thresholds']['meets_all'], bool)     # the claim's thresholds applied to the CGAN, too
+    assert abs(c['cgan_thresholds']['psnr_cost_db'] - c['vs_cgan']['cgan_psnr_cost_db']) < 1e-4
     assert 'vs_cgan' in c and c['sentence'].startswith('0 dB') and saved['summary'][0].startswith('awgn, 0 dB')
     assert doc['summary'] == saved['summary']
+    rep = rs.main(['report', '--out_dir', str(tmp_path)])          # report restates the runs it found: awgn only, every arm
+    assert f'run --prior zoo:prior-cifar10-tiny --out_dir {tmp_path} --quick --snrs 0,5 --channels awgn; ' in rep['command']
+    assert '--arms' not in rep['command'] and rep['command'].endswith(f'report --out_dir {tmp_path}')
 
 
 def test_matched_start_follows_the_residual():
