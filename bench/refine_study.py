@@ -21,7 +21,9 @@ Every DifFace arm is stochastic (the forward diffusion draws noise): noise seeds
 diffusion.refine_generator(seed, setting) (the package's one seeding rule, the same draws at every SNR and channel).
 A run = (channel, arm, seed) writes per-image PSNR, SSIM, CN-PD (08_metrics.cnpd, not LPIPS) and classifier
 correctness/agreement, and per-user FID-CN / KID-CN (paired, with SE) at every SNR to
-<out_dir>/refine_study/<prior>/<channel>/<arm>-s<seed>.npz (atomic); a run whose npz exists is skipped.
+<out_dir>/refine_study/<prior>/<channel>/<arm>-s<seed>.npz (atomic); a run whose npz exists is skipped. Several workers
+may run the same command at once (one per core: `OMP_NUM_THREADS=1`, started twice): each run is claimed
+(core.run_lock), so they share the queue.
 `report` turns them into <out_dir>/refine_study_<prior>.json (+ .png, the perception-distortion figure): one results
 file per prior, so that priors compare (the zoo's tiny prior, the cifar-cpu prior).
 
@@ -250,8 +252,28 @@ def scores(out: torch.Tensor, x: torch.Tensor, labels: torch.Tensor, clf) -> dic
                 kid_cn_se=np.array([d.get('kid_cifarnet_se', math.nan) for d in dist]))
 
 
-def do_run(channel: str, arm: str, seed: int, *, prior: str, cfg: dict, npz_dir: Path, device: str,
-           batch_size: int = 64, precision: str = 'auto') -> Path:
+def do_run(channel: str, arm: str, seed: int, *, npz_dir: Path, **kwargs) -> Path | None:
+    """One run, skipped if its npz exists. Workers of one study (e.g. one process per core, same command) share the
+    queue: each run is claimed with core.run_lock on <npz_dir>/<channel>/.locks/<arm>-s<seed>, and a run that a live
+    worker holds is skipped (None); a dead worker's claim is taken over."""
+    from kdd_semnoma.core import run_lock
+    target = npz_path(npz_dir, channel, arm, seed)
+    if target.exists(): return target
+    lock_dir = npz_dir / channel / '.locks' / f'{arm}-s{seed}'
+    claim = run_lock(lock_dir)
+    try: claim.__enter__()
+    except RuntimeError:
+        print(f"{channel}/{arm}-s{seed}: another worker is running it, skipped", flush=True)
+        return None
+    try: return _do_run(channel, arm, seed, npz_dir=npz_dir, **kwargs)
+    finally:
+        claim.__exit__(None, None, None)
+        try: lock_dir.rmdir()
+        except OSError: pass
+
+
+def _do_run(channel: str, arm: str, seed: int, *, prior: str, cfg: dict, npz_dir: Path, device: str,
+            batch_size: int = 64, precision: str = 'auto') -> Path:
     "Refine (arm) the channel's decodings at every SNR with noise seed `seed` and write the scores; skipped if the npz exists."
     from kdd_semnoma.core import atomic_write
     from kdd_semnoma.cgan import apply_cgan

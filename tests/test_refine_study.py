@@ -87,3 +87,16 @@ def test_a_study_folder_keeps_one_design(tmp_path, capsys):
     with pytest.raises(SystemExit) as e: rs.main(['run', '--quick', '--snrs', '0,5', '--out_dir', str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert e.value.code == 1 and err.count('\n') == 0 and "holds runs at SNRs ['0'] dB on 4 pairs" in err and 'another --out_dir' in err
+
+
+def test_workers_share_the_queue(real_data, tmp_path, capsys):
+    "A run claimed by a live worker is skipped; a dead worker's claim is taken over and the run made."
+    import os
+    npz_dir = tmp_path / 'refine_study' / 'prior-cifar10-tiny'
+    lock = npz_dir / 'awgn' / '.locks' / 'decoded-s0' / '.lock'; lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({'pid': os.getpid(), 'host': __import__('socket').gethostname(), 'started': 'now'}))
+    kw = dict(prior=rs.DEFAULT_PRIOR, cfg=dict(rs.QUICK), npz_dir=npz_dir, device='cpu')
+    assert rs.do_run('awgn', 'decoded', 0, **kw) is None and 'another worker is running it' in capsys.readouterr().out
+    lock.write_text(json.dumps({'pid': 2 ** 22 + 12345, 'host': __import__('socket').gethostname(), 'started': 'then'}))  # no such pid
+    out = rs.do_run('awgn', 'decoded', 0, **kw)
+    assert out == npz_dir / 'awgn' / 'decoded-s0.npz' and out.exists() and not lock.parent.exists()   # claim released, folder gone
