@@ -34,7 +34,7 @@ def main(argv=None):
     from kdd_semnoma.results import aggregate_records, make_results, save_results
     from kdd_semnoma.core import resolve_precision, cpu_info      # evaluation runs in the kit's default precision ('auto')
     test = get_dls('cifar10-npz', 2, 64, seed=0).test
-    n_pairs = min(a.max_groups or 466, 466)
+    n_pairs = min(a.max_groups or len(test.dataset), len(test.dataset))   # the pairs evaluate() scores
     records, res = [], {'snr_db': list(SNRS), 'published_deepjscc_1_12': list(PUBLISHED_1_12)}
     for name, label in SYSTEMS:
         recs = evaluate(zoo.load(name), test, list(SNRS), seed=0, max_groups=a.max_groups)

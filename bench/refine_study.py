@@ -33,6 +33,7 @@ file per prior, so that priors compare (the zoo's tiny prior, the cifar-cpu prio
 """
 from __future__ import annotations
 import argparse, json, math, os, shlex, subprocess, sys, time, warnings
+from contextlib import ExitStack
 from functools import lru_cache
 from pathlib import Path
 
@@ -260,16 +261,16 @@ def do_run(channel: str, arm: str, seed: int, *, npz_dir: Path, **kwargs) -> Pat
     target = npz_path(npz_dir, channel, arm, seed)
     if target.exists(): return target
     lock_dir = npz_dir / channel / '.locks' / f'{arm}-s{seed}'
-    claim = run_lock(lock_dir)
-    try: claim.__enter__()
-    except RuntimeError:
-        print(f"{channel}/{arm}-s{seed}: another worker is running it, skipped", flush=True)
-        return None
-    try: return _do_run(channel, arm, seed, npz_dir=npz_dir, **kwargs)
-    finally:
-        claim.__exit__(None, None, None)
+    def remove_if_empty():                                                      # the claim's folder, once the lock is gone
         try: lock_dir.rmdir()
-        except OSError: pass
+        except OSError: pass                                                    # not empty: another worker holds it
+    with ExitStack() as held:
+        held.callback(remove_if_empty)                                          # runs after the lock is released
+        try: held.enter_context(run_lock(lock_dir))
+        except RuntimeError:                                                     # run_lock: a live worker holds it
+            print(f"{channel}/{arm}-s{seed}: another worker is running it, skipped", flush=True)
+            return None
+        return _do_run(channel, arm, seed, npz_dir=npz_dir, **kwargs)
 
 
 def _do_run(channel: str, arm: str, seed: int, *, prior: str, cfg: dict, npz_dir: Path, device: str,
@@ -341,8 +342,13 @@ def npz_budget(npz_dir: Path) -> dict | None:
     return None if f is None else json.loads(str(np.load(f)['meta']))['budget']
 
 
-def run_commands(npz_dir: Path, prior: str, out_dir, flags: str) -> list:
-    "The `run` commands that make the runs found in `npz_dir`: one command when every channel has every arm, else one per channel."
+def run_commands(npz_dir: Path, prior: str, out_dir) -> list:
+    """The `run` commands that make the runs found in `npz_dir` (their design, --quick / --snrs, read from the runs' budget):
+    one command when every channel has every arm, else one per channel."""
+    b = npz_budget(npz_dir) or {}
+    flags = ' --quick' if b.get('n_groups') == QUICK['n_groups'] else ''
+    if b.get('snrs') is not None and [float(s) for s in b['snrs']] != list((QUICK if flags else FULL)['snrs']):
+        flags += ' --snrs ' + ','.join(f'{s:g}' for s in b['snrs'])
     found = {ch: [a for a in ARMS if any((npz_dir / ch).glob(f'{a}-s*.npz'))] for ch in CHANNELS}
     found = {ch: arms for ch, arms in found.items() if arms}
     out = '' if Path(out_dir).resolve() == RESULTS.resolve() else f' --out_dir {out_dir}'
@@ -378,32 +384,31 @@ def arm_stats(v: dict, dec: dict, i: int) -> dict:
     return out
 
 
+def claim_point(s: dict) -> dict:
+    "One arm's statistics against the claim's thresholds at their point values: the reductions, the semantic gain (with its "
+    "bootstrap interval, whose lower end must clear 0), the PSNR cost, each threshold's flag and whether all are met."
+    kid, fid, cost = -s['rel_kid_cn']['value'], -s['rel_fid_cn']['value'], -s['diff_psnr']['value']
+    sem_ci = s['diff_sem_acc']['ci95_boot']
+    meets = dict(kid=kid >= CLAIM_REDUCTION, fid=fid >= CLAIM_REDUCTION, sem=sem_ci[0] > 0, psnr=cost <= CLAIM_PSNR_COST)
+    return dict(kid_reduction=kid, fid_reduction=fid, sem_acc_gain=s['diff_sem_acc']['value'], sem_acc_gain_ci95=sem_ci,
+                psnr_cost_db=cost, meets={k: bool(v) for k, v in meets.items()}, meets_all=bool(all(meets.values())))
+
+
 def claim_check(stats: dict, snr: float) -> dict:
     """Item 6 at one SNR: for every DifFace arm, KID-CN and FID-CN reductions (>= 30 %?), semantic accuracy gain (interval above
     0?), PSNR cost (<= 0.5 dB?); and DifFace vs the CGAN at equal PSNR cost (the sigma-sweep curve interpolated at the CGAN's PSNR)."""
     out = {}
     for arm in (a for a in DIFFACE if a in stats):
-        s = stats[arm]
-        kid, fid = -s['rel_kid_cn']['value'], -s['rel_fid_cn']['value']
+        s, c = stats[arm], claim_point(stats[arm])
         kid_lo, fid_lo = -s['rel_kid_cn']['ci95_t'][1], -s['rel_fid_cn']['ci95_t'][1]   # the reduction's lower bound
-        sem, sem_lo = s['diff_sem_acc']['value'], s['diff_sem_acc']['ci95_boot'][0]
-        cost, cost_hi = -s['diff_psnr']['value'], -s['diff_psnr']['ci95_boot'][0]
-        point = dict(kid=kid >= CLAIM_REDUCTION, fid=fid >= CLAIM_REDUCTION, sem=sem_lo > 0, psnr=cost <= CLAIM_PSNR_COST)
+        cost_hi = -s['diff_psnr']['ci95_boot'][0]
         strict = (None if math.isnan(kid_lo) or math.isnan(fid_lo) else
-                  bool(kid_lo >= CLAIM_REDUCTION and fid_lo >= CLAIM_REDUCTION and sem_lo > 0 and cost_hi <= CLAIM_PSNR_COST))
-        out[arm] = dict(kid_reduction=kid, kid_reduction_lo=kid_lo, fid_reduction=fid, fid_reduction_lo=fid_lo,
-                        sem_acc_gain=sem, sem_acc_gain_ci95=s['diff_sem_acc']['ci95_boot'], psnr_cost_db=cost,
-                        psnr_cost_ci95=[-s['diff_psnr']['ci95_boot'][1], cost_hi], sigma=s['setting']['sigma'],
-                        meets={k: bool(v) for k, v in point.items()}, meets_all=bool(all(point.values())),
-                        meets_all_with_intervals=strict)
+                  bool(kid_lo >= CLAIM_REDUCTION and fid_lo >= CLAIM_REDUCTION and c['meets']['sem'] and cost_hi <= CLAIM_PSNR_COST))
+        out[arm] = dict(c, kid_reduction_lo=kid_lo, fid_reduction_lo=fid_lo, psnr_cost_ci95=[-s['diff_psnr']['ci95_boot'][1], cost_hi],
+                        sigma=s['setting']['sigma'], meets_all_with_intervals=strict)
     res = dict(arms=out, met_by=[a for a, c in out.items() if c['meets_all']])
     if 'cgan' in stats:   # the same thresholds applied to the CGAN (one trained CGAN per channel: intervals over pairs only)
-        c = stats['cgan']
-        kid, fid, cost = -c['rel_kid_cn']['value'], -c['rel_fid_cn']['value'], -c['diff_psnr']['value']
-        res['cgan_thresholds'] = dict(kid_reduction=kid, fid_reduction=fid, sem_acc_gain=c['diff_sem_acc']['value'],
-                                      sem_acc_gain_ci95=c['diff_sem_acc']['ci95_boot'], psnr_cost_db=cost,
-                                      meets_all=bool(kid >= CLAIM_REDUCTION and fid >= CLAIM_REDUCTION
-                                                     and c['diff_sem_acc']['ci95_boot'][0] > 0 and cost <= CLAIM_PSNR_COST))
+        res['cgan_thresholds'] = claim_point(stats['cgan'])
     if 'cgan' in stats and 'decoded' in stats:
         pts = sorted((stats[a]['psnr']['value'], stats[a]['kid_cn']['value']) for a in ('decoded', *SWEEP) if a in stats)
         p_c, k_c = stats['cgan']['psnr']['value'], stats['cgan']['kid_cn']['value']
@@ -559,12 +564,7 @@ def main(argv=None):
         prior_dir(a.prior)                                                        # a bad prior name fails with the zoo's message
         cmd = shlex.join(['python', 'bench/refine_study.py', *(sys.argv[1:] if argv is None else argv)])
         if a.cmd == 'report':   # how the runs were made, then this report
-            b = npz_budget(npz_dir) or {}
-            quick = ' --quick' if b.get('n_groups') == QUICK['n_groups'] else ''
-            design = QUICK if quick else FULL
-            if b.get('snrs') is not None and [float(s) for s in b['snrs']] != list(design['snrs']):
-                quick += ' --snrs ' + ','.join(f'{s:g}' for s in b['snrs'])
-            cmd = '; '.join([*run_commands(npz_dir, a.prior, a.out_dir, quick), cmd])
+            cmd = '; '.join([*run_commands(npz_dir, a.prior, a.out_dir), cmd])
         doc = report(npz_dir, out, a.prior, cmd)
         for line in doc['summary']: print(line)
         print(f'-> {out} (+ {out.with_suffix(".png").name})')
