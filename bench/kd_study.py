@@ -21,6 +21,7 @@ results/kd_study_cifar10_<channel>.json (means, bootstrap CIs over seeds and tes
     python bench/kd_study.py report                                          # JSON from the committed npz files
     KDD_SEMNOMA_DATA=../shared/data python bench/kd_study.py run awgn kd 0   # one run
     ... all --budget long   # the issue's budget (6000 teacher / 9000 student steps) into results/kd_study_long/
+    ... all --budget xlong --channels awgn --seeds 1 --arms kd scratch oma --jobs 1   # issue 24's longer zoo chain
 
 The long study spans sessions. To train every run on the same code while the kit keeps changing, run the queue
 from a frozen worktree and let it write into this checkout's results (each npz records its commit, meta 'code'):
@@ -68,8 +69,9 @@ def arm_spec(arm: str, latent_hw=(8, 8), n_users: int = 2) -> dict:
 
 
 def select_budget(name: str, out_act: str = 'sigmoid', precision: str = 'fp32') -> None:
-    """Point BUDGET, NPZ_DIR and the results names at study `name` ('short': results/kd_study/, 'long': results/kd_study_long/),
-    with decoders ending in `out_act` ('none' adds '_outact-none' to the names), trained in `precision` ('bf16': '_bf16')."""
+    """Point BUDGET, NPZ_DIR and the results names at study `name` ('short': results/kd_study/, 'long': results/kd_study_long/,
+    'xlong': results/kd_study_xlong/), with decoders ending in `out_act` ('none' adds '_outact-none' to the names), trained in
+    `precision` ('bf16': '_bf16')."""
     global STUDY, BUDGET, NPZ_DIR, OUT_ACT, PRECISION
     if precision not in ('fp32', 'bf16'): raise SystemExit(f"unknown --precision {precision!r}; choose fp32 or bf16.")
     PRECISION = precision
@@ -188,9 +190,12 @@ def run_code(meta: dict) -> str:
     return recorded_code(meta, STUDY)
 
 
-def queue(channels, seeds: int, extras: bool, oma: bool) -> list:
+def queue(channels, seeds: int, extras: bool, oma: bool, arms=None) -> list:
     """Runs in priority order: teachers, seed 0 main arms and OMA (together the zoo's systems, `bench/make_zoo.py`),
-    the main arms' other seeds, then the single-seed AWGN extras."""
+    the main arms' other seeds, then the single-seed AWGN extras; only the `arms` named (the teacher always) when given."""
+    if arms is not None:
+        for a in arms: arm_spec(a)                                   # an unknown arm fails here, before any training
+        return [r for r in queue(channels, seeds, extras, oma) if r[1] in set(arms) | {'teacher'}]
     q = [(c, 'teacher', 0) for c in channels]
     q += [(c, a, 0) for c in channels for a in MAIN_ARMS]
     if oma and 'awgn' in channels: q += [('awgn', 'oma', 0)]
@@ -208,7 +213,7 @@ def running_elsewhere(runs: Path, r: tuple) -> bool:
 
 def run_all(args) -> None:
     "Run the queue with `--jobs` worker processes; a run waits for its channel's teacher."
-    q, running = queue(args.channels, args.seeds, not args.no_extras, not args.no_oma), {}
+    q, running = queue(args.channels, args.seeds, not args.no_extras, not args.no_oma, args.arms), {}
     log = Path(args.runs) / 'kd_study.log'; log.parent.mkdir(parents=True, exist_ok=True)
     while q or running:
         for key, p in list(running.items()):
@@ -480,12 +485,15 @@ def main(argv=None):
     a.add_argument('--jobs', type=int, default=2); a.add_argument('--seeds', type=int, default=3)
     a.add_argument('--channels', nargs='+', default=list(CHANNELS), choices=sorted(CHANNELS))
     a.add_argument('--no_extras', action='store_true'); a.add_argument('--no_oma', action='store_true')
+    a.add_argument('--arms', nargs='+', default=None,
+                   help="only these arms (and their teacher), e.g. the zoo chain: --arms kd scratch oma --seeds 1")
     for s in (r, a): s.add_argument('--runs', default=None, help='checkpoint folder (default: $KDD_SEMNOMA_HOME/runs/kd_study[_long])')
     rep = sub.add_parser('report', help='results JSON from results/kd_study[_long]/*.npz')
     sub.add_parser('outact', help="issue 28: sigmoid vs the reference's raw output -> results/out_act_cifar10_awgn.json")
     sub.add_parser('precision', help='issue 24: bf16 vs fp32 training and evaluation -> results/precision_cifar10_awgn.json')
     for s in (r, a, rep): s.add_argument('--budget', default='short', choices=sorted(BUDGETS),
-                                         help="'short' (2000 T / 1000 S, committed) or 'long' (6000 T / 9000 S)")
+                                         help="'short' (2000 T / 1000 S, committed), 'long' (6000 T / 9000 S) or "
+                                              "'xlong' (12000 T / 18000 S, the zoo chain)")
     for s in (r, a, rep): s.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'],
                                          help="training precision of the study's runs (bf16: results/kd_study_bf16/; scores fp32)")
     for s in (r, a, rep): s.add_argument('--out_act', default='sigmoid', choices=['sigmoid', 'none'],

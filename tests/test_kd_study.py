@@ -42,6 +42,21 @@ def test_long_budget_is_the_issues_and_keeps_its_own_files():
     assert 'short study' in ks.run_code({})                  # its runs are not labelled with the long study's commits
 
 
+def test_xlong_budget_is_the_zoo_chain_and_arms_filter_the_queue():
+    "--budget xlong doubles the long budget's steps (issue 24's zoo chain); --arms keeps the named arms and their teacher."
+    try:
+        ks.select_budget('xlong')
+        assert ks.BUDGET['teacher_steps'] == 2 * ks.BUDGETS['long']['teacher_steps']
+        assert ks.BUDGET['student_steps'] == 2 * ks.BUDGETS['long']['student_steps']
+        assert ks.NPZ_DIR == ROOT / 'results' / 'kd_study_xlong' and ks.run_code({}) == 'not recorded'
+        assert ks.train_config_for('awgn', 'oma', 0, ks.BUDGET).max_steps == 18000
+    finally:
+        ks.select_budget('short')
+    q = ks.queue(['awgn'], 1, extras=True, oma=True, arms=['kd', 'scratch', 'oma'])
+    assert q == [('awgn', 'teacher', 0), ('awgn', 'scratch', 0), ('awgn', 'kd', 0), ('awgn', 'oma', 0)]
+    with pytest.raises(ValueError, match='unknown arm'): ks.queue(['awgn'], 1, True, True, arms=['kd', 'distil'])
+
+
 @pytest.mark.parametrize('budget', ['short', 'long'])
 @pytest.mark.parametrize('channel', ['awgn', 'rayleigh'])
 def test_committed_results_are_what_report_computes(channel, budget):
