@@ -154,6 +154,35 @@ def test_prior_arms_report_pairs_seeds(tmp_path):
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and '--runs_dir' in r.stderr
 
 
+def _fake_refine_report(folder, arm, seed, rel_kid, diff_psnr):
+    stats = [{'decoded': {'psnr': {'value': 20.}}, 'reference': {'rel_kid_cn': {'value': k}, 'diff_psnr': {'value': d}}}
+             for k, d in zip(rel_kid, diff_psnr)]
+    doc = dict(config=dict(seeds=[0, 1, 2]), results={'awgn': dict(snr_db=[0., 5.], stats=stats)})
+    (folder / f'refine_study_prior-small-{arm}-s{seed}.json').write_text(json.dumps(doc))
+
+
+def test_prior_arms_report_compares_refinement(tmp_path):
+    "--refine_dir: the refinement changes of the small priors' refine_study reports, paired by prior seed, with a summary."
+    for s in (0, 1):
+        _fake_prior_run(tmp_path, 'full', s, {'eps_mse_sigma0.075': 0.3})
+        _fake_prior_run(tmp_path, 'tmax400', s, {'eps_mse_sigma0.075': 0.25}, t_max=400)
+    rd = tmp_path / 'refine'; rd.mkdir()
+    _fake_refine_report(rd, 'full', 0, [-0.10, -0.20], [-0.3, -0.2]); _fake_refine_report(rd, 'full', 1, [-0.12, -0.18], [-0.3, -0.2])
+    _fake_refine_report(rd, 'tmax400', 0, [-0.15, -0.25], [-0.2, -0.1]); _fake_refine_report(rd, 'tmax400', 1, [-0.13, -0.27], [-0.2, -0.1])
+    out = tmp_path / 'arms.json'
+    cmd = [sys.executable, str(ROOT / 'bench' / 'prior_arms_report.py'), '--runs_dir', str(tmp_path), '--out', str(out)]
+    r = subprocess.run(cmd + ['--refine_dir', str(rd)], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    c = doc['results']['refinement: tmax400 - full']
+    assert c['awgn 0 dB reference rel_kid_cn']['diff'] == pytest.approx(-0.03)
+    assert c['awgn 5 dB reference rel_kid_cn']['per_seed_diff'] == pytest.approx([-0.05, -0.09])
+    assert c['awgn 5 dB reference diff_psnr']['diff'] == pytest.approx(0.1) and c['awgn 5 dB reference diff_psnr']['rel'] is None
+    assert doc['results']['refinement: fp32 - full'] == {} and len(doc['summary']) == 2 and 'awgn 0 dB reference' in doc['summary'][0]
+    r = subprocess.run(cmd + ['--refine_dir', str(tmp_path / 'none')], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and 'refine_study' in r.stderr
+
+
 def test_deepjscc_gap_both_conventions(real_data, tmp_path):
     "bench/deepjscc_gap.py on 8 pairs: both PSNR conventions, gaps = PSNR - published, per-image PSNR >= PSNR of the mean MSE."
     import importlib.util
