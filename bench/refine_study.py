@@ -23,7 +23,8 @@ A run = (channel, arm, seed) writes per-image PSNR, SSIM, CN-PD (08_metrics.cnpd
 correctness/agreement, and per-user FID-CN / KID-CN (paired, with SE) at every SNR to
 <out_dir>/refine_study/<prior>/<channel>/<arm>-s<seed>.npz (atomic); a run whose npz exists is skipped. Several workers
 may run the same command at once (one per core: `OMP_NUM_THREADS=1`, started twice): each run is claimed
-(core.run_lock), so they share the queue.
+(core.run_lock), so they share the queue. Each run records its input system's checksum, and a study folder refuses new
+runs once today's zoo system no longer makes its decodings (a retrained entry): priors compare on the same decodings.
 `report` turns them into <out_dir>/refine_study_<prior>.json (+ .png, the perception-distortion figure): one results
 file per prior, so that priors compare (the zoo's tiny prior, the cifar-cpu prior).
 
@@ -214,6 +215,25 @@ def check_budget(npz_dir: Path, cfg: dict) -> None:
                          "with its own --snrs / --quick, or give another --out_dir.")
 
 
+def system_sha256(channel: str) -> str:
+    "The checksum of the channel's zoo system's weights (zoo/SHA256SUMS), recorded with every run."
+    from kdd_semnoma.zoo import read_manifest, zoo_dir
+    return read_manifest(zoo_dir()).get(f"{SYSTEMS[channel].split(':', 1)[1]}/model.safetensors", 'unknown')
+
+
+def check_decodings(npz_dir: Path, channel: str, cfg: dict, device: str) -> None:
+    """Refuse to add runs to a study whose decodings were made by another system (a retrained zoo entry): today's
+    decodings at the study's first SNR must score the per-image PSNR its `decoded` arm recorded."""
+    f = npz_path(npz_dir, channel, 'decoded', 0)
+    if not f.exists(): return
+    from kdd_semnoma.metrics import psnr
+    have = np.load(f)['psnr'][0]                                                     # (N, K) at the first SNR
+    now = psnr(decoded(channel, cfg['snrs'][0], cfg['n_groups'], device), test_pairs(cfg['n_groups'])[0]).numpy()
+    if now.shape != have.shape or not np.allclose(now, have, atol=1e-3):
+        raise ValueError(f"{f.parent} was decoded by another {SYSTEMS[channel]} (its decodings score differently today: the zoo "
+                         "entry changed); give this prior's study another --out_dir, or rerun it from scratch in a new one.")
+
+
 def check_choices(channels, arms) -> None:
     bad_c = [c for c in channels if c not in SYSTEMS]
     if bad_c: raise ValueError(f"unknown channel {bad_c[0]!r}; choose from {', '.join(CHANNELS)} (--channels).")
@@ -301,7 +321,8 @@ def _do_run(channel: str, arm: str, seed: int, *, prior: str, cfg: dict, npz_dir
     meta = dict(channel=channel, arm=arm, seed=seed, spec=ARMS[arm], prior=prior, prior_meta=pr.meta,
                 precision=resolve_precision(precision, device),
                 beta_schedule=pr.scheduler.config.beta_schedule, num_train_timesteps=pr.scheduler.config.num_train_timesteps,
-                system=SYSTEMS[channel], decode_seed=DECODE_SEED, n_groups=len(x), residual=fit, budget=cfg,
+                system=SYSTEMS[channel], system_sha256=system_sha256(channel), decode_seed=DECODE_SEED, n_groups=len(x),
+                residual=fit, budget=cfg,
                 wall_s=round(time.time() - t_start, 1), torch_threads=torch.get_num_threads(), code=code_version())
     atomic_write(target, lambda p: np.savez_compressed(open(p, 'wb'), snr_db=np.array(snrs), meta=json.dumps(meta, default=str),
                                                        **arrays))
@@ -556,6 +577,7 @@ def main(argv=None):
             if a.snrs is not None: cfg['snrs'] = parse_snrs(a.snrs)
             check_budget(npz_dir, cfg)
             load_prior_cached(a.prior, a.device)                                  # a missing prior fails before any work
+            for c in a.channels: check_decodings(npz_dir, c, cfg, a.device)     # and a changed system
             for c, arm, s in queue(a.channels, a.arms, cfg['seeds']):
                 do_run(c, arm, s, prior=a.prior, cfg=cfg, npz_dir=npz_dir, device=a.device, batch_size=a.batch_size,
                        precision=a.precision)

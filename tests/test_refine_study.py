@@ -100,3 +100,17 @@ def test_workers_share_the_queue(real_data, tmp_path, capsys):
     lock.write_text(json.dumps({'pid': 2 ** 22 + 12345, 'host': __import__('socket').gethostname(), 'started': 'then'}))  # no such pid
     out = rs.do_run('awgn', 'decoded', 0, **kw)
     assert out == npz_dir / 'awgn' / 'decoded-s0.npz' and out.exists() and not lock.parent.exists()   # claim released, folder gone
+
+
+def test_a_study_keeps_its_decodings(real_data, tmp_path):
+    "Runs record the input system's checksum; a study whose decodings today's zoo system no longer makes is refused."
+    npz_dir = tmp_path / 'refine_study' / 'prior-cifar10-tiny'
+    cfg = dict(rs.QUICK)
+    out = rs.do_run('awgn', 'decoded', 0, prior=rs.DEFAULT_PRIOR, cfg=cfg, npz_dir=npz_dir, device='cpu')
+    z = dict(np.load(out))
+    assert json.loads(str(z['meta']))['system_sha256'] == rs.system_sha256('awgn') and len(rs.system_sha256('awgn')) == 64
+    rs.check_decodings(npz_dir, 'awgn', cfg, 'cpu')                              # the same system: accepted
+    z['psnr'] = z['psnr'] + 0.5                                                  # as if another system had decoded them
+    np.savez(out, **z)
+    with pytest.raises(ValueError, match='zoo entry changed'): rs.check_decodings(npz_dir, 'awgn', cfg, 'cpu')
+    rs.check_decodings(npz_dir, 'rayleigh', cfg, 'cpu')                          # no runs on that channel yet: nothing to check
