@@ -98,7 +98,7 @@ def cpu_words(cpu: dict | None) -> str:
             f"{', '.join(cpu['bf16_flags']) or 'none'})")
 
 
-def prior_card(name: str, doc: dict, storage_check: dict) -> str:
+def prior_card(name: str, doc: dict, storage_check: dict, samples: bool = False) -> str:
     "Model card of a diffusion prior from its bench/train_prior.py results file."
     from train_prior import final_values   # bench/train_prior.py, beside this script: the report's layout
     c, vals = doc['config'], final_values(doc)
@@ -125,6 +125,9 @@ def prior_card(name: str, doc: dict, storage_check: dict) -> str:
         (fid, _), (kid, kid_se) = vals['fid_cifarnet'], vals.get('kid_cifarnet', (float('nan'), None))
         lines += [f"Samples (DDIM) against the JPEG test split: FID-CN {fid:.2f}, KID-CN {kid:.4f} ± {kid_se or float('nan'):.4f} "
                   "(CifarNet features, not Inception: see 08_metrics).", ""]
+    if samples:
+        lines += ["DDIM samples from pure noise (the first 64 of those scored above; `samples.png`, written by the training run):", "",
+                  "![samples](samples.png)", ""]
     lines += [f"float16 storage: the predicted noise moves by at most {storage_check['max_abs']:.2e} (mean |Δ| "
               f"{storage_check['mean_abs']:.2e}) on {storage_check['n']} held-out images at σ {storage_check['sigmas']}.", ""]
     return "\n".join(lines)
@@ -162,7 +165,7 @@ def export_prior(run_dir: Path, name: str, results: Path, root: Path) -> Path:  
             diffs.append((a.unet(noisy, t).sample - b.unet(noisy, t).sample).abs())
     d = torch.cat(diffs)
     check = dict(max_abs=d.max().item(), mean_abs=d.mean().item(), n=len(x0), sigmas=sigmas)
-    (entry / 'README.md').write_text(prior_card(name, doc, check))
+    (entry / 'README.md').write_text(prior_card(name, doc, check, samples=(entry / 'samples.png').is_file()))
     write_manifest(root)
     return entry
 

@@ -103,6 +103,8 @@ def test_prior_export_float16_card_and_checksums(tmp_path, monkeypatch):
     run = tmp_path / 'run'
     save_prior(make_unet(PRIOR_PRESETS['tiny'], seed=0), make_scheduler('ddim'), run)
     (run / 'train_state.pt').write_bytes(b'not exported')
+    from PIL import Image
+    Image.new('RGB', (64, 64)).save(run / 'samples.png')                  # train_prior's sample grid travels with the prior
     doc = dict(config=dict(PRIOR_PRESETS['tiny'].__dict__), data='tiles', steps_done=3, epochs=0.01, params_M=0.65, precision='fp32',
                train_s=12.0, command='python bench/train_prior.py ...',
                results={'eps_mse_sigma0.075': [None, 0.5], 'eps_mse_sigma0.3': [None, 0.2]},
@@ -118,6 +120,8 @@ def test_prior_export_float16_card_and_checksums(tmp_path, monkeypatch):
     entry = root / 'prior-x'
     assert not (entry / 'train_state.pt').exists() and '| ε-MSE | 0.5000 | 0.2000 |' in (entry / 'README.md').read_text()
     assert 'FID-CN 12.50, KID-CN 0.0123 ± 0.0004' in (entry / 'README.md').read_text()     # the SE from the KID record
+    assert (entry / 'samples.png').is_file() and '![samples](samples.png)' in (entry / 'README.md').read_text()
+    assert 'prior-x/samples.png' in (root / 'SHA256SUMS').read_text()
     assert {v.dtype for v in load_file(entry / 'unet' / 'diffusion_pytorch_model.safetensors').values()} == {torch.float16}
     monkeypatch.setenv('KDD_SEMNOMA_ZOO', str(root))
     pr = load_prior(prior_dir('zoo:prior-x'))                 # checksums verified on the way
