@@ -5,6 +5,7 @@
     KDD_SEMNOMA_DATA=../shared/data python bench/make_zoo.py --budget long --runs ~/.cache/kdd_semnoma/runs/kd_study_long
     KDD_SEMNOMA_DATA=../shared/data python bench/make_zoo.py --prior ~/.cache/kdd_semnoma/runs/prior-cifar10-cpu \
         --prior_name prior-cifar10-cpu --prior_results results/prior_cifar10_cpu.json
+    python bench/make_zoo.py --keep kd-semnoma-cifar10-awgn kd-semnoma-cifar10-awgn-long --why "..."
 
 Each entry: model.safetensors (weights only), config.json (kind, JSCCConfig, ChannelConfig, training config),
 README.md (card: data, preset, steps, wall time, commit, and the PSNR/SSIM table measured here on the 466
@@ -14,6 +15,9 @@ A diffusion prior (`--prior RUN_DIR`, a bench/train_prior.py output folder) is e
 UNet stored in float16 (the zoo holds at most 50 MB per entry; the card records how far float16 storage moves the
 predicted noise on held-out images), the scheduler, kdd_prior.json, and a card built from its results file (recipe,
 steps, epochs, wall time, CPU, held-out error, sample FID-CN/KID-CN when measured).
+
+`--keep SRC NEW` copies today's entry SRC, byte for byte, to NEW before SRC is retrained, so that work built on SRC's
+weights (the refinement studies' decodings) keeps its input under a name of its own; the card says so and why.
 """
 from __future__ import annotations
 import argparse, os, subprocess
@@ -170,6 +174,27 @@ def export_prior(run_dir: Path, name: str, results: Path, root: Path) -> Path:  
     return entry
 
 
+def keep_entry(src: str, new: str, why: str, root: Path) -> Path:  # the new entry folder
+    "Copy zoo entry `src` unchanged to `new` (same weights and config; the card renamed, with a line saying why); rewrite SHA256SUMS."
+    import shutil
+    from kdd_semnoma.zoo import verify, write_manifest, ZOO_FILES
+    if not (root / src / 'config.json').is_file(): raise SystemExit(f"make_zoo: error: no zoo entry {src!r} in {root} to keep")
+    if (root / new).exists(): raise SystemExit(f"make_zoo: error: {root / new} exists already: choose another name for --keep")
+    verify(src, root)                                                   # a corrupted entry is not copied
+    text = (root / src / 'README.md').read_text()
+    lines = text.replace(f"'{src}'", f"'{new}'").replace(f"zoo:{src}`", f"zoo:{new}`").splitlines()
+    if lines and lines[0] == f'# {src}': lines[0] = f'# {new}'
+    i = next((j for j, ln in enumerate(lines) if ln.startswith('- ')), len(lines))   # the card's first list item
+    lines.insert(i, f"- kept: `{src}` as it was before it was retrained, copied unchanged (same weights) by "
+                    f"`bench/make_zoo.py --keep {src} {new}` at {git('rev-parse', '--short', 'HEAD') or 'an unknown commit'}: {why}")
+    (root / new).mkdir()
+    for f in ZOO_FILES:
+        if f != 'README.md': shutil.copy2(root / src / f, root / new / f)
+    (root / new / 'README.md').write_text('\n'.join(lines) + '\n')
+    write_manifest(root)
+    return verify(new, root)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--runs', default=None, help='the kd_study checkpoint folder')
@@ -179,7 +204,13 @@ def main(argv=None):
     p.add_argument('--budget', default='short', choices=sorted(BUDGETS),
                    help='the study the runs belong to (bench/kd_study.py --budget)')
     p.add_argument('--out', default=str(ROOT / 'zoo'), help='zoo folder to write (default: this checkout\'s zoo/)')
+    p.add_argument('--keep', nargs=2, metavar=('SRC', 'NEW'), default=None,
+                   help='copy entry SRC unchanged to NEW (before SRC is retrained), nothing else')
+    p.add_argument('--why', default='work built on these weights keeps its input', help="--keep: the reason, for NEW's card")
     args = p.parse_args(argv)
+    if args.keep:
+        print(f"kept {args.keep[0]} -> {keep_entry(*args.keep, args.why, Path(args.out))}")
+        return
     if args.prior:
         res = Path(args.prior_results or ROOT / 'results' / (args.prior_name.replace('-', '_') + '.json'))
         print(f"{args.prior_name}: {args.prior} -> {export_prior(Path(args.prior).expanduser(), args.prior_name, res, Path(args.out))}")

@@ -3,9 +3,10 @@
 (DifFace-style: diffuse the decoding to noise level sigma, then DDIM back to 0) earn its place? Seeds, intervals, the
 paper's claim checked by the numbers.
 
-Inputs: the zoo KD-SemNOMA systems (AWGN: kd-semnoma-cifar10-awgn; Rayleigh block fading: kd-semnoma-cifar10-rayleigh)
-decode the 466 pixel-exact CIFAR-10 test pairs at 0/5/10/15/20 dB with 10_evaluate's seeded `reconstruct` (decoding
-seed 0, the same decodings for every arm). Arms (ARMS):
+Inputs: the zoo KD-SemNOMA systems at the KD study's long budget (AWGN: kd-semnoma-cifar10-awgn-long, kept under that
+name when the AWGN zoo was retrained longer, so that every study refines the same decodings on both channels at one
+budget; Rayleigh block fading: kd-semnoma-cifar10-rayleigh) decode the 466 pixel-exact CIFAR-10 test pairs at
+0/5/10/15/20 dB with 10_evaluate's seeded `reconstruct` (decoding seed 0, the same decodings for every arm). Arms (ARMS):
 
   decoded        the decodings themselves
   cgan           SemNOMA-CGAN (13_cgan) trained once per channel on student decodings of *training* pairs (cached)
@@ -44,7 +45,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get('KDD_STUDY_RESULTS', ROOT / 'results'))
 SNRS = (0., 5., 10., 15., 20.)
-SYSTEMS = {'awgn': 'zoo:kd-semnoma-cifar10-awgn', 'rayleigh': 'zoo:kd-semnoma-cifar10-rayleigh'}
+SYSTEMS = {'awgn': 'zoo:kd-semnoma-cifar10-awgn-long', 'rayleigh': 'zoo:kd-semnoma-cifar10-rayleigh'}
 CHANNELS = tuple(SYSTEMS)
 DEFAULT_PRIOR = 'zoo:prior-cifar10-tiny'   # until the cifar-cpu prior is in the zoo
 CALLS, ETA = 10, 0.5                       # the reference's DDIM: 10 model calls, eta 0.5
@@ -492,7 +493,7 @@ def perception_distortion_figure(results: dict, path: Path) -> Path:
 
 def report(npz_dir: Path, out: Path, prior: str, command: str) -> dict:
     "The results JSON (and figure) of every run in `npz_dir`."
-    from kdd_semnoma.results import save_results, make_results
+    from kdd_semnoma.results import save_results, make_results, portable_command
     from kdd_semnoma.metrics import CNPD_NOTE, CIFARNET, semantic_conventions, DIST_MIN_N
     from kdd_semnoma.kd_study import N_BOOT
     results, records, claim, runs, summary = {}, [], {}, {}, []
@@ -526,7 +527,7 @@ def report(npz_dir: Path, out: Path, prior: str, command: str) -> dict:
                     f"bootstrap over seeds and pairs ({N_BOOT} resamples, ci95_boot) and a 95 % t-interval over the seed means "
                     "(ci95_t; nan for one seed); diff_* = arm - decoded paired by image; rel_fid_cn / rel_kid_cn = arm / decoded - 1 "
                     "per seed. The claim (issue 23 item 6) is checked per SNR in `claim`.",
-        config=dict(prior=prior, prior_meta=meta['prior_meta'], beta_schedule=meta['beta_schedule'],
+        config=dict(prior=portable_command(prior), prior_meta=meta['prior_meta'], beta_schedule=meta['beta_schedule'],
                     num_train_timesteps=meta['num_train_timesteps'], systems=SYSTEMS, arms=ARMS, sweep=list(SWEEP),
                     budget=meta['budget'], decode_seed=DECODE_SEED, fit_seed=FIT_SEED, cgan_seed=CGAN_SEED,
                     claim=dict(snrs_db=list(CLAIM_SNRS), reduction=CLAIM_REDUCTION, psnr_cost_db=CLAIM_PSNR_COST),

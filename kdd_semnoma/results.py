@@ -12,8 +12,8 @@ from .core import atomic_write
 from .metrics import DEFAULT_CONVENTIONS
 
 # %% auto #0
-__all__ = ['RECORD_KEYS', 'RESULT_KEYS', 'check_records', 'aggregate_records', 'make_results', 'save_results', 'load_results',
-           'records_to_table', 'results_curves']
+__all__ = ['RECORD_KEYS', 'RESULT_KEYS', 'check_records', 'aggregate_records', 'make_results', 'save_results', 'portable_command',
+           'load_results', 'records_to_table', 'results_curves']
 
 # %% ../nbs/08a_results.ipynb #e9ca87ca
 RECORD_KEYS = ('snr_db', 'user', 'metric', 'value', 'n')
@@ -84,8 +84,28 @@ def save_results(target,                  # results dict (then `path` follows) o
                                      conventions=conventions, x=x, **extra), target
     if missing := [k for k in ('name', 'results') if k not in results]:
         raise ValueError(f"results lack {missing}: build them with make_results(...).")
+    if isinstance(results.get('command'), str): results = {**results, 'command': portable_command(results['command'])}
     text = json.dumps(_jsonable(results), indent=1, allow_nan=False)
     return atomic_write(path, lambda t: Path(t).write_text(text))
+
+def portable_command(cmd: str,            # a command line (or a path) as this machine wrote it
+                     home: str | Path | None = None, root: str | Path | None = None) -> str:
+    """`cmd` with this machine's home folder written `~` and paths inside the kit's checkout made relative to it (the
+    folder commands run from), so that a results file's `command` reads the same on any machine."""
+    import os, re
+    home = str(home or Path.home()).rstrip('/')
+    if root is None:
+        import kdd_semnoma
+        r = Path(kdd_semnoma.__file__).resolve().parents[1]
+        root = r if (r / 'settings.ini').is_file() else None                 # an installed package has no checkout
+    edge = r'(?<![\w./~-])'                                                  # a path starts here, not inside a word or path
+    if root is not None:
+        root = str(root).rstrip('/')
+        cmd = re.sub(edge + re.escape(root) + r'/', '', cmd)
+        cmd = re.sub(edge + re.escape(root) + r'(?=[\s;"\']|$)', '.', cmd)
+    if home and home != os.sep:
+        cmd = re.sub(edge + re.escape(home) + r'(?=[/\s;"\']|$)', '~', cmd)
+    return cmd
 
 def load_results(path: str | Path) -> dict:
     "Read a results JSON written by `save_results`."
