@@ -25,12 +25,13 @@ from .zoo import ZOO_PREFIX, zoo_dir, read_manifest, sha256_file
 
 # %% auto #0
 __all__ = ['PRIOR_PRESETS', 'SCHEDULERS', 'REFERENCE_SETTING', 'NO_REFINEMENT', 'SETTING_FIELDS', 'error_to_noise_db',
-           'plot_contraction', 'to_model', 'from_model', 'diffuse', 'PriorConfig', 'make_unet', 'make_scheduler',
-           'sigma_at', 't_for_sigma', 'refine_timesteps', 'check_refine_args', 'ddim_step', 'start_step', 'refine',
-           'RefineConfig', 'refine_with', 'refine_settings', 'Prior', 'load_prior', 'atomic_dir', 'save_prior',
-           'as_image_tensor', 'as_unit_float', 'degrade', 'refine_generator', 'setting_key', 'resolve_settings',
-           'refine_batched', 'refine_sweep', 'refine_results', 'plot_sweep', 'plot_tradeoff', 'load_npz_images',
-           'decode_checkpoint', 'load_refine_inputs', 'prior_dir', 'to_uint8_nhwc', 'run_refine', 'kdd_refine']
+           'plot_contraction', 'to_model', 'from_model', 'diffuse', 'PriorConfig', 'sizing_row', 'make_unet',
+           'make_scheduler', 'sigma_at', 't_for_sigma', 'refine_timesteps', 'check_refine_args', 'ddim_step',
+           'start_step', 'refine', 'RefineConfig', 'refine_with', 'refine_settings', 'Prior', 'load_prior',
+           'atomic_dir', 'save_prior', 'as_image_tensor', 'as_unit_float', 'degrade', 'refine_generator', 'setting_key',
+           'resolve_settings', 'refine_batched', 'refine_sweep', 'refine_results', 'plot_sweep', 'plot_tradeoff',
+           'load_npz_images', 'decode_checkpoint', 'load_refine_inputs', 'prior_dir', 'to_uint8_nhwc', 'run_refine',
+           'kdd_refine']
 
 # %% ../nbs/12_diffusion.ipynb #e4895f8a
 def error_to_noise_db(scheduler,              # a diffusers DDPM/DDIM scheduler
@@ -110,6 +111,17 @@ PRIOR_PRESETS = {
     'small-cpu': PriorConfig(block_out_channels=(32, 64, 128), layers_per_block=1, norm_num_groups=8,
                              beta_schedule='squaredcos_cap_v2', lr=2e-4, warmup=100, batch_size=64, steps=800, ema_decay=0.999),
 }
+
+def sizing_row(sizing: dict,            # a loaded `bench/prior_sizing.py` results file
+               preset: str = 'cifar-cpu') -> int:
+    "Index (into `sizing['results']`'s columns) of the size that timed the UNet of `PRIOR_PRESETS[preset]`."
+    p = PRIOR_PRESETS[preset]
+    same = lambda c: (tuple(c['block_out_channels']) == p.block_out_channels and c['layers_per_block'] == p.layers_per_block
+                      and tuple(c.get('attn_levels', ())) == p.attn_levels)
+    rows = [name for name, s in sizing['sizes'].items() if same(s['config'])]
+    if len(rows) != 1:
+        raise ValueError(f"{len(rows)} sizes of this sizing file match the {preset!r} prior (one expected): rerun bench/prior_sizing.py.")
+    return sizing['results']['size'].index(rows[0])
 
 # %% ../nbs/12_diffusion.ipynb #aeaa6419
 def make_unet(cfg: PriorConfig, *, seed: int | None = None):  # diffusers.UNet2DModel
