@@ -84,7 +84,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--repeats', type=int, default=30, help='random subsets per n')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--system', default='kd-semnoma-cifar10-awgn', help='zoo system whose decodings are scored')
+    p.add_argument('--system', default='kd-semnoma-cifar10-awgn-long', help='zoo system whose decodings are scored')
     p.add_argument('--out', default='results/fid_sample_bias_cifar10.json')
     a = p.parse_args(argv)
     t0, command = time.time(), shlex.join(['python', 'bench/fid_sample_bias.py', *(sys.argv[1:] if argv is None else argv)])

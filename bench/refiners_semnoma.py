@@ -20,7 +20,7 @@ import torch
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--checkpoint', default='zoo:kd-semnoma-cifar10-awgn', help='a kdd_train checkpoint or zoo:NAME (the KD student)')
+    p.add_argument('--checkpoint', default='zoo:kd-semnoma-cifar10-awgn-long', help='a kdd_train checkpoint or zoo:NAME (the KD student)')
     p.add_argument('--prior', default=str(Path(__file__).resolve().parents[1] / 'zoo' / 'prior-cifar10-tiny'),
                    help='diffusers-format prior folder (diffusion.load_prior)')
     p.add_argument('--classifier', default='zoo:cifarnet-cifar10', help="semantic-metric network (zoo:NAME) or 'none'")
