@@ -191,6 +191,7 @@ def test_deepjscc_gap_both_conventions(real_data, tmp_path):
     doc = dg.main(['--max_groups', '8', '--out', str(tmp_path / 'gap.json')])
     r = json.loads((tmp_path / 'gap.json').read_text())['results']
     assert r == json.loads(json.dumps(doc['results'])) and '--max_groups 8' in doc['command'] and doc['data'].startswith('CIFAR-10, 8 ')
+    assert {'gap_kd_semnoma_long', 'gap_mse_oma', 'psnr_semnoma'} <= set(r)    # one key per system
     for key in ('kd_semnoma', 'teacher'):
         assert [round(p - q, 9) for p, q in zip(r[f'psnr_mse_{key}'], dg.PUBLISHED_1_12)] == [round(g, 9) for g in r[f'gap_mse_{key}']]
         assert all(p >= m - 1e-9 for p, m in zip(r[f'psnr_{key}'], r[f'psnr_mse_{key}']))      # Jensen: mean of logs >= log of mean
