@@ -416,6 +416,22 @@ def claim_point(s: dict) -> dict:
                 psnr_cost_db=cost, meets={k: bool(v) for k, v in meets.items()}, meets_all=bool(all(meets.values())))
 
 
+AT_CLAIM_KEYS = ('diff_psnr', 'rel_kid_cn', 'rel_fid_cn', 'diff_sem_acc')
+
+
+def at_claim(results: dict) -> dict:  # {arm: {key: [value per (channel, claim SNR)]}}
+    """Each arm's mean changes against the decodings at the claim SNRs, over every channel (channel by channel, SNRs in
+    order): the values the notebooks and the README quote as ranges, read from the report rather than re-selected."""
+    out = {}
+    for r in results.values():
+        for s, st in zip(r['snr_db'], r['stats']):
+            if s not in CLAIM_SNRS: continue
+            for a, x in st.items():
+                for k in AT_CLAIM_KEYS:
+                    if k in x: out.setdefault(a, {}).setdefault(k, []).append(x[k]['value'])
+    return out
+
+
 def claim_check(stats: dict, snr: float) -> dict:
     """Item 6 at one SNR: for every DifFace arm, KID-CN and FID-CN reductions (>= 30 %?), semantic accuracy gain (interval above
     0?), PSNR cost (<= 0.5 dB?); and DifFace vs the CGAN at equal PSNR cost (the sigma-sweep curve interpolated at the CGAN's PSNR)."""
@@ -541,7 +557,7 @@ def report(npz_dir: Path, out: Path, prior: str, command: str) -> dict:
                          small_sample=None if n_img * 1 >= DIST_MIN_N else
                          f'FID-CN / KID-CN on {n_img} images per user (< {DIST_MIN_N}): unreliable (a quick run)'),
         command=command)
-    doc['claim'], doc['summary'] = claim, summary
+    doc['claim'], doc['summary'], doc['at_claim'] = claim, summary, at_claim(results)
     save_results(doc, out)
     perception_distortion_figure(results, out.with_suffix('.png'))
     return doc

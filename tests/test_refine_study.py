@@ -7,7 +7,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location('refine_study', ROOT / 'bench' / 'refine_study.py')
 rs = importlib.util.module_from_spec(spec); spec.loader.exec_module(rs)
-SCHEMA = ('name', 'description', 'config', 'seed', 'data', 'conventions', 'results', 'records', 'command', 'claim', 'summary')
+SCHEMA = ('name', 'description', 'config', 'seed', 'data', 'conventions', 'results', 'records', 'command', 'claim', 'summary', 'at_claim')
 
 
 def test_quick_run_writes_skips_and_reports(real_data, tmp_path):
@@ -37,6 +37,8 @@ def test_quick_run_writes_skips_and_reports(real_data, tmp_path):
     assert abs(rec['sigma'] - 0.075) < 0.01 and 0.99 < rec['alpha_bar'] < 1
     assert {r['metric'] for r in saved['records']} >= {'psnr', 'ssim', 'cnpd', 'sem_acc', 'fid_cn', 'kid_cn', 'rel_kid_cn'}
     c = saved['claim']['awgn']['0']
+    st = saved['results']['awgn']['stats']                                           # at_claim: the claim SNRs' values
+    assert saved['at_claim']['reference']['rel_kid_cn'] == [st[i]['reference']['rel_kid_cn']['value'] for i in (0, 1)]
     assert set(c['arms']) == set(rs.DIFFACE) and isinstance(c['arms']['reference']['meets_all'], bool)
     assert isinstance(c['cgan_thresholds']['meets_all'], bool)     # the claim's thresholds applied to the CGAN, too
     assert abs(c['cgan_thresholds']['psnr_cost_db'] - c['vs_cgan']['cgan_psnr_cost_db']) < 1e-4
