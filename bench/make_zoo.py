@@ -102,6 +102,14 @@ def cpu_words(cpu: dict | None) -> str:
             f"{', '.join(cpu['bf16_flags']) or 'none'})")
 
 
+def train_time_words(doc: dict) -> str:
+    "The training time of a train_prior report: wall time, or its active time with the pauses taken out where they were."
+    wall = doc.get('train_wall_s_total', doc.get('train_s', 0)) or 0
+    if not doc.get('n_pauses'): return f"wall time: {wall / 3600:.1f} h"
+    return (f"training time: {doc['train_active_s'] / 3600:.1f} h ({wall / 3600:.1f} h of wall time in training, less "
+            f"{doc['train_paused_s'] / 3600:.1f} h in {doc['n_pauses']} pause(s) while the process was stopped)")
+
+
 def prior_card(name: str, doc: dict, storage_check: dict, samples: bool = False) -> str:
     "Model card of a diffusion prior from its bench/train_prior.py results file."
     from train_prior import final_values   # bench/train_prior.py, beside this script: the report's layout
@@ -117,8 +125,7 @@ def prior_card(name: str, doc: dict, storage_check: dict, samples: bool = False)
              f"- schedule: {c['num_train_timesteps']} steps, `{c['beta_schedule']}`{tmax}; epsilon prediction",
              f"- training: {doc['steps_done']} steps of batch {c['batch_size']} ({doc.get('epochs', '?')} epochs), AdamW lr {c['lr']:g}, "
              f"{c['warmup']} warm-up steps, gradient clipping {c['grad_clip']}, random flips; precision {doc.get('precision', 'fp32')}",
-             f"- wall time: {doc.get('train_wall_s_total', doc.get('train_s', 0)) / 3600:.1f} h on "
-             f"{cpu_words(doc.get('cpu')) or doc.get('device', '?')}",
+             f"- {train_time_words(doc)} on {cpu_words(doc.get('cpu')) or doc.get('device', '?')}",
              f"- command: `{doc.get('command', '?')}`",
              f"- load: `kdd_semnoma.diffusion.load_prior(kdd_semnoma.diffusion.prior_dir('zoo:{name}'))`, or "
              f"`kdd_refine --prior zoo:{name} --inputs zoo:kd-semnoma-cifar10-awgn`", "", "## Measured", "",

@@ -247,7 +247,7 @@ def restate(old_path, out_path=None, argv=None) -> Path:
 
 def main(argv=None):
     from kdd_semnoma.diffusion import PRIOR_PRESETS, load_prior
-    from kdd_semnoma.prior_training import train_prior
+    from kdd_semnoma.prior_training import train_prior, active_time_s
     from kdd_semnoma.core import default_device, set_seed, cli_errors
     from kdd_semnoma.results import save_results
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -303,6 +303,8 @@ def main(argv=None):
     fields = dict(device=str(dev), params_M=round(n_params / 1e6, 2), steps_done=steps_done, train_s=round(train_s, 1),
                   precision=pr.meta.get('precision'), epochs=round(steps_done * cfg.batch_size / len(x_train), 2),
                   train_wall_s_total=(hist[-1]['time_s'] if hist else None), n_train=len(x_train),
+                  **{f'train_{k}' if k != 'n_pauses' else k: round(v, 1) if k != 'n_pauses' else v
+                     for k, v in active_time_s(hist).items() if k != 'wall_s'},   # train_active_s, train_paused_s, n_pauses
                   **({'cpu': cpu_info()} if dev.type == 'cpu' else {}))
     heldout = heldout_eps_mse(pr.unet, pr.scheduler, x_test)
     heldout_sigma = heldout_eps_mse_at_sigmas(pr.unet, pr.scheduler, x_test)

@@ -1,5 +1,5 @@
 "Smoke test of bench/train_speed.py (timings themselves are never asserted: speed lives in the benchmark)."
-import json, subprocess, sys
+import importlib.util, json, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -195,3 +195,20 @@ def test_deepjscc_gap_both_conventions(real_data, tmp_path):
     for key in ('kd_semnoma', 'teacher'):
         assert [round(p - q, 9) for p, q in zip(r[f'psnr_mse_{key}'], dg.PUBLISHED_1_12)] == [round(g, 9) for g in r[f'gap_mse_{key}']]
         assert all(p >= m - 1e-9 for p, m in zip(r[f'psnr_{key}'], r[f'psnr_mse_{key}']))      # Jensen: mean of logs >= log of mean
+
+
+def test_train_prior_reports_its_training_time(tmp_path):
+    "bench/train_prior.py at toy size writes a report in the results schema with wall and active training time (no pauses here)."
+    out = tmp_path / 'r.json'
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'train_prior.py'), '--data', 'tiles', '--size', 'tiny', '--steps', '4',
+                        '--batch_size', '4', '--n_samples', '0', '--out_dir', str(tmp_path / 'p'), '--results', str(out)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert doc['steps_done'] == 4 and doc['n_pauses'] == 0 and doc['train_paused_s'] == 0
+    assert doc['train_active_s'] == pytest.approx(doc['train_wall_s_total'], abs=0.1) and doc['train_active_s'] > 0
+    spec = importlib.util.spec_from_file_location('make_zoo', ROOT / 'bench' / 'make_zoo.py')
+    mz = importlib.util.module_from_spec(spec); spec.loader.exec_module(mz)
+    assert mz.train_time_words(doc).startswith('wall time: ')
+    assert mz.train_time_words(dict(train_wall_s_total=10800., train_active_s=7200., train_paused_s=3600., n_pauses=1)) == (
+        'training time: 2.0 h (3.0 h of wall time in training, less 1.0 h in 1 pause(s) while the process was stopped)')
