@@ -29,9 +29,9 @@ __all__ = ['PRIOR_PRESETS', 'SCHEDULERS', 'REFERENCE_SETTING', 'NO_REFINEMENT', 
            'make_scheduler', 'sigma_at', 't_for_sigma', 'refine_timesteps', 'check_refine_args', 'ddim_step',
            'start_step', 'refine', 'RefineConfig', 'refine_with', 'refine_settings', 'Prior', 'load_prior',
            'atomic_dir', 'save_prior', 'as_image_tensor', 'as_unit_float', 'degrade', 'refine_generator', 'setting_key',
-           'resolve_settings', 'refine_batched', 'refine_sweep', 'refine_results', 'plot_sweep', 'plot_tradeoff',
-           'load_npz_images', 'decode_checkpoint', 'load_refine_inputs', 'prior_dir', 'to_uint8_nhwc', 'run_refine',
-           'kdd_refine']
+           'resolve_settings', 'refine_batched', 'refine_sweep', 'compile_for_inference', 'refine_results',
+           'plot_sweep', 'plot_tradeoff', 'load_npz_images', 'decode_checkpoint', 'load_refine_inputs', 'prior_dir',
+           'to_uint8_nhwc', 'run_refine', 'kdd_refine']
 
 # %% ../nbs/12_diffusion.ipynb #e4895f8a
 def error_to_noise_db(scheduler,              # a diffusers DDPM/DDIM scheduler
@@ -429,6 +429,11 @@ def refine_sweep(x_hat: Tensor,               # (N, 3, H, W) or (B, K, 3, H, W) 
         for m, v in refinement_scores(out, xr, lpips_fn, fid_fn, semantic_fn).items():
             records.append(dict(**s, metric=m, value=v, n=len(xh)))
     return records
+
+# %% ../nbs/12_diffusion.ipynb #1258fa8b
+def compile_for_inference(unet):  # a module called like `unet` (torch.compile's wrapper: .config etc. pass through)
+    "The prior compiled for inference (torch.compile, inductor freezing): only for weights that no longer change."
+    return torch.compile(unet.eval(), options={'freezing': True})
 
 # %% ../nbs/12_diffusion.ipynb #52b2cb0f
 SETTING_FIELDS = ('t0', 'alpha_bar', 'sigma', 'calls', 'eta')

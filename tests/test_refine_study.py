@@ -116,3 +116,17 @@ def test_a_study_keeps_its_decodings(real_data, tmp_path):
     np.savez(out, **z)
     with pytest.raises(ValueError, match='zoo entry changed'): rs.check_decodings(npz_dir, 'awgn', cfg, 'cpu')
     rs.check_decodings(npz_dir, 'rayleigh', cfg, 'cpu')                          # no runs on that channel yet: nothing to check
+
+
+def test_compiled_runs_are_recorded(real_data, tmp_path, monkeypatch):
+    "run --compile: the diffusion arms refine with the compiled prior (stubbed here: compiling is slow) and say so; the report restates it."
+    used = []
+    def fake_compiled(prior, device):
+        used.append(prior); return rs.load_prior_cached(prior, device).unet
+    monkeypatch.setattr(rs, 'compiled_unet', fake_compiled)
+    rs.main(['run', '--quick', '--channels', 'awgn', '--arms', 'decoded', 'reference', '--compile', '--out_dir', str(tmp_path)])
+    npz_dir = tmp_path / 'refine_study' / 'prior-cifar10-tiny' / 'awgn'
+    meta = {a: json.loads(str(np.load(npz_dir / f'{a}-s0.npz')['meta'])) for a in ('decoded', 'reference')}
+    assert used and meta['reference']['compiled'] is True and meta['decoded']['compiled'] is False
+    rep = rs.main(['report', '--out_dir', str(tmp_path)])
+    assert '--quick --compile --channels awgn --arms decoded reference' in rep['command']
