@@ -593,7 +593,7 @@ def main(argv=None):
     r.add_argument('--precision', default='auto', choices=['auto', 'fp32', 'bf16'],
                    help="the prior's arithmetic: auto = bf16 on CUDA and on CPUs with native bf16 (recorded in every run)")
     r.add_argument('--compile', action='store_true',
-                   help="compile the prior for inference (diffusion.compile_for_inference: about 1.35x on an AMX CPU after a "
+                   help="compile the prior for inference (diffusion.compile_for_inference: faster on a oneDNN CPU after a "
                         "minute or two of compiling per worker; outputs differ from eager only at bf16 rounding; recorded in every run)")
     r.add_argument('--no_report', action='store_true', help='skip the report after the runs')
     a = p.parse_args(argv)
