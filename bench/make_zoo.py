@@ -53,6 +53,15 @@ def trained_by(channel: str, arm: str, seed: int, budget: str) -> str:
     return meta.get('code') or (TRAIN_COMMIT if budget == 'short' else recorded_code(meta, budget))
 
 
+def system_time_words(last: dict) -> str:
+    "A study run's training time from its last checkpoint: wall time, or active time where the run was paused (core.active_time_s)."
+    from kdd_semnoma.core import active_time_s
+    a = active_time_s(last.get('history') or [])
+    if not a['n_pauses']: return f"wall time: {last['time_s'] / 60:.1f} min"
+    return (f"training time: {a['active_s'] / 60:.1f} min ({last['time_s'] / 60:.1f} min of wall time, less {a['paused_s'] / 60:.1f} min "
+            f"in {a['n_pauses']} pause(s) while the process was stopped)")
+
+
 def card(name: str, what: str, ck: dict, last: dict, table: str, cfg, commit: str = TRAIN_COMMIT) -> str:
     from kdd_semnoma.train import TrainConfig
     tc, jc = ck['train_config'], ck['config']
@@ -78,7 +87,7 @@ def card(name: str, what: str, ck: dict, last: dict, table: str, cfg, commit: st
 - training: stage `{tc['stage']}`{', init ' + init if tc['stage'] in ('semnoma', 'student') else ''}, {last['step']} steps
   (best validation checkpoint: step {ck['step']}), batch {tc['batch_size']} groups, AdamW lr {tc['lr']:g} ({tc['lr_schedule']},
   {tc['warmup_steps']} warm-up steps), weight decay {tc['weight_decay']:g}, gradient clipping {tc['grad_clip'] or 'none'}, seed {tc['seed']}
-{kd}- wall time: {last['time_s'] / 60:.1f} min of training on one CPU thread (2-core machine, two runs side by side)
+{kd}- {system_time_words(last)} of training on one CPU thread (2-core machine, two runs side by side)
 - commit: trained by `bench/kd_study.py` with the training code of commit {commit};
   exported at {git('rev-parse', '--short', 'HEAD')} by `bench/make_zoo.py`
 - load: `kdd_semnoma.zoo.load('{name}')`, or `kdd_eval --checkpoint zoo:{name}`

@@ -247,7 +247,8 @@ def restate(old_path, out_path=None, argv=None) -> Path:
 
 def main(argv=None):
     from kdd_semnoma.diffusion import PRIOR_PRESETS, load_prior
-    from kdd_semnoma.prior_training import train_prior, active_time_s
+    from kdd_semnoma.prior_training import train_prior
+    from kdd_semnoma.core import active_time_s
     from kdd_semnoma.core import default_device, set_seed, cli_errors
     from kdd_semnoma.results import save_results
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -15,8 +15,8 @@ from torch import Tensor
 __all__ = ['PRECISIONS', 'STOP_SIGNALS', 'LOCK_NAME', 'db2lin', 'lin2db', 'to_complex', 'to_real', 'set_seed', 'make_generator',
            'default_device', 'to_device', 'model_device', 'cpu_flags', 'cpu_native_bf16', 'resolve_precision',
            'autocast', 'cpu_info', 'kdd_home', 'data_path', 'weights_path', 'runs_path', 'disk_free', 'write_error',
-           'atomic_write', 'check_finite', 'check_images', 'StopRequest', 'Preempted', 'graceful_stop', 'pid_alive',
-           'read_lock', 'run_lock', 'cli_errors', 'resume_command', 'load_torch_file', 'weights_checksum']
+           'atomic_write', 'check_finite', 'check_images', 'StopRequest', 'Preempted', 'graceful_stop', 'active_time_s',
+           'pid_alive', 'read_lock', 'run_lock', 'cli_errors', 'resume_command', 'load_torch_file', 'weights_checksum']
 
 # %% ../nbs/00_core.ipynb #c7bf8386
 def db2lin(x_db: Tensor | float) -> Tensor:  # linear power ratio, same shape
@@ -217,6 +217,22 @@ def graceful_stop(signals: tuple = STOP_SIGNALS):   # names of the signals to ca
     try: yield req
     finally:
         for s, h in old.items(): signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+# %% ../nbs/00_core.ipynb #a5dc0584
+def active_time_s(history: list,          # a training history: [{'step', 'time_s', ...}, ...], time_s cumulative
+                  factor: float = 3.,     # an interval this many times slower per step than the median ...
+                  min_pause_s: float = 60.) -> dict:  # ... and this much longer than at the median rate is a pause
+    """Training time with pauses taken out: {'wall_s', 'active_s', 'paused_s', 'n_pauses'}. `time_s` counts wall time
+    within each call, so a process stopped while other work runs (SIGSTOP during a CI run, say) adds its pause. An
+    interval between two log entries slower per step than `factor` × the median, by more than `min_pause_s`, is a pause
+    and counts at the median rate; a loaded machine (up to 1.5× here) or a slow first step is not one."""
+    if not history: return dict(wall_s=0., active_s=0., paused_s=0., n_pauses=0)
+    steps, ts = [0] + [h['step'] for h in history], [0.] + [h['time_s'] for h in history]
+    iv = [(ts[i] - ts[i - 1], steps[i] - steps[i - 1]) for i in range(1, len(ts)) if steps[i] > steps[i - 1]]
+    med = float(np.median([dt / n for dt, n in iv]))
+    pause = [dt / n > factor * med and dt - med * n > min_pause_s for dt, n in iv]
+    kept = [med * n if p else dt for (dt, n), p in zip(iv, pause)]
+    return dict(wall_s=ts[-1], active_s=float(sum(kept)), paused_s=float(ts[-1] - sum(kept)), n_pauses=sum(pause))
 
 # %% ../nbs/00_core.ipynb #208d515f
 LOCK_NAME = '.lock'   # the lock file inside a run folder

@@ -17,7 +17,7 @@ from .diffusion import (PriorConfig, make_unet, make_scheduler, save_prior, to_m
                                    as_unit_float)
 
 # %% auto #0
-__all__ = ['prior_loss', 'train_prior', 'active_time_s']
+__all__ = ['prior_loss', 'train_prior']
 
 # %% ../nbs/12a_prior_training.ipynb #8801b4bf
 def prior_loss(unet, scheduler, x: Tensor,      # (B, 3, H, W) clean images in [0, 1]
@@ -97,17 +97,3 @@ def train_prior(data,                              # images (N, 3, H, W) / uint8
         pbar.close(); save()
     if stop and step < cfg.steps: raise Preempted(stop.signum, state_file, step, resume_flag=None)   # rerunning resumes
     return history
-
-# %% ../nbs/12a_prior_training.ipynb #a5dc0584
-def active_time_s(history: list,          # train_prior's history: [{'step', 'time_s', ...}, ...], time_s cumulative
-                  factor: float = 3.) -> dict:  # {'wall_s', 'active_s', 'paused_s', 'n_pauses'}
-    """Training time with pauses taken out. `time_s` counts wall time within each call, so a process stopped while other
-    work runs (SIGSTOP during a CI run, say) adds its pause. An interval between two log entries whose seconds per step
-    exceed `factor` × the median is a pause and counts at the median rate; a loaded machine (up to 1.5× here) is not one."""
-    if not history: return dict(wall_s=0., active_s=0., paused_s=0., n_pauses=0)
-    steps, ts = [0] + [h['step'] for h in history], [0.] + [h['time_s'] for h in history]
-    iv = [(ts[i] - ts[i - 1], steps[i] - steps[i - 1]) for i in range(1, len(ts)) if steps[i] > steps[i - 1]]
-    med = float(np.median([dt / n for dt, n in iv]))
-    kept = [min(dt, med * n) if dt / n > factor * med else dt for dt, n in iv]
-    return dict(wall_s=ts[-1], active_s=float(sum(kept)), paused_s=float(ts[-1] - sum(kept)),
-                n_pauses=sum(dt / n > factor * med for dt, n in iv))

@@ -94,6 +94,10 @@ def test_make_zoo_exports_a_study_run_with_a_measured_card(real_data, tmp_path, 
     m = zoo.load("teacher-cifar10-awgn", root=tmp_path / "zoo")
     assert sum(p.numel() for p in m.parameters()) < 1e5                     # the tiny run, not the shipped entry
     assert mz.trained_by("awgn", "teacher", 0, "short") == mz.TRAIN_COMMIT
+    assert "- wall time: " in card                                           # no pause in this run
+    h = [dict(step=s, time_s=t) for s, t in ((1000, 300.), (2000, 2400.), (3000, 2700.))]      # stopped 30 min mid-run
+    assert mz.system_time_words(dict(time_s=2700., history=h)) == (
+        "training time: 15.0 min (45.0 min of wall time, less 30.0 min in 1 pause(s) while the process was stopped)")
 
 
 def test_prior_export_float16_card_and_checksums(tmp_path, monkeypatch):
