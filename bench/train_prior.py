@@ -301,11 +301,11 @@ def main(argv=None):
     n_params = sum(p.numel() for p in pr.unet.parameters())
     from kdd_semnoma.core import cpu_info
     steps_done = pr.meta.get('step')
+    act = active_time_s(hist)                     # the training time with pauses (a stopped process) taken out
     fields = dict(device=str(dev), params_M=round(n_params / 1e6, 2), steps_done=steps_done, train_s=round(train_s, 1),
                   precision=pr.meta.get('precision'), epochs=round(steps_done * cfg.batch_size / len(x_train), 2),
                   train_wall_s_total=(hist[-1]['time_s'] if hist else None), n_train=len(x_train),
-                  **{f'train_{k}' if k != 'n_pauses' else k: round(v, 1) if k != 'n_pauses' else v
-                     for k, v in active_time_s(hist).items() if k != 'wall_s'},   # train_active_s, train_paused_s, n_pauses
+                  train_active_s=round(act['active_s'], 1), train_paused_s=round(act['paused_s'], 1), n_pauses=act['n_pauses'],
                   **({'cpu': cpu_info()} if dev.type == 'cpu' else {}))
     heldout = heldout_eps_mse(pr.unet, pr.scheduler, x_test)
     heldout_sigma = heldout_eps_mse_at_sigmas(pr.unet, pr.scheduler, x_test)
