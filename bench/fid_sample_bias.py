@@ -4,8 +4,9 @@
 FID (also in the kit's CifarNet features, FID-CN) is biased upwards on small sets (the covariance estimates are noisy),
 and KID, though unbiased, spreads widely (kdd_eval on 16 groups printed KID-CN -15.38). This script measures both as a
 function of the set size n, the way kdd_eval computes them (decoded images of one user vs their originals, n each):
-  - decoded: the zoo's KD-SemNOMA (AWGN) decodings of the JPEG CIFAR-10 test split (10,000 images as 5,000 K=2 groups;
-    never the 932 pixel-exact evaluation images) at 0, 10 and 20 dB, user 0, against their originals;
+  - decoded: the zoo's long-budget KD-SemNOMA (AWGN, kd-semnoma-cifar10-awgn-long) decodings of the JPEG CIFAR-10 test
+    split (10,000 images as 5,000 K=2 groups; never the 932 pixel-exact evaluation images) at 0, 10 and 20 dB, user 0,
+    against their originals;
   - same: two disjoint halves of the JPEG test split (one distribution: the floor). Not training vs test images: the
     classifier was trained on the training split, and its features tell them apart (a first run of this script
     measured FID-CN 178, KID-CN 11 between 10,000 training and 10,000 test images, above the 0 dB decodings).
