@@ -53,13 +53,19 @@ def trained_by(channel: str, arm: str, seed: int, budget: str) -> str:
     return meta.get('code') or (TRAIN_COMMIT if budget == 'short' else recorded_code(meta, budget))
 
 
+def time_words(wall_s: float, active_s: float, paused_s: float, n_pauses: int, unit: str = 'min', wall_what: str = 'wall time') -> str:
+    "A training time for a card: the wall time, or the active time with the pauses (core.active_time_s) taken out where there were any."
+    div = {'min': 60, 'h': 3600}[unit]
+    if not n_pauses: return f"wall time: {wall_s / div:.1f} {unit}"
+    return (f"training time: {active_s / div:.1f} {unit} ({wall_s / div:.1f} {unit} of {wall_what}, less {paused_s / div:.1f} {unit} "
+            f"in {n_pauses} pause(s) while the process was stopped)")
+
+
 def system_time_words(last: dict) -> str:
-    "A study run's training time from its last checkpoint: wall time, or active time where the run was paused (core.active_time_s)."
+    "A study run's training time from its last checkpoint, in minutes (time_words over core.active_time_s of its history)."
     from kdd_semnoma.core import active_time_s
     a = active_time_s(last.get('history') or [])
-    if not a['n_pauses']: return f"wall time: {last['time_s'] / 60:.1f} min"
-    return (f"training time: {a['active_s'] / 60:.1f} min ({last['time_s'] / 60:.1f} min of wall time, less {a['paused_s'] / 60:.1f} min "
-            f"in {a['n_pauses']} pause(s) while the process was stopped)")
+    return time_words(last['time_s'], a['active_s'], a['paused_s'], a['n_pauses'], 'min')
 
 
 def card(name: str, what: str, ck: dict, last: dict, table: str, cfg, commit: str = TRAIN_COMMIT) -> str:
@@ -112,11 +118,9 @@ def cpu_words(cpu: dict | None) -> str:
 
 
 def train_time_words(doc: dict) -> str:
-    "The training time of a train_prior report: wall time, or its active time with the pauses taken out where they were."
+    "The training time of a train_prior report, in hours (time_words over its train_active_s / train_paused_s / n_pauses)."
     wall = doc.get('train_wall_s_total', doc.get('train_s', 0)) or 0
-    if not doc.get('n_pauses'): return f"wall time: {wall / 3600:.1f} h"
-    return (f"training time: {doc['train_active_s'] / 3600:.1f} h ({wall / 3600:.1f} h of wall time in training, less "
-            f"{doc['train_paused_s'] / 3600:.1f} h in {doc['n_pauses']} pause(s) while the process was stopped)")
+    return time_words(wall, doc.get('train_active_s', wall), doc.get('train_paused_s', 0), doc.get('n_pauses', 0), 'h', 'wall time in training')
 
 
 def prior_card(name: str, doc: dict, storage_check: dict, samples: bool = False) -> str:
