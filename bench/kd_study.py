@@ -272,7 +272,9 @@ def gain_sentence(res: dict, paired_seeds: dict, key: str, label: str) -> str | 
     where = '; '.join(f"{w} zero at {', '.join(f'{s:g}' for s in side if side[s] == w)} dB"
                       for w in ('above', 'straddling', 'below') if w in side.values())
     return (f"{label}, {n} paired seed{'s' * (n > 1)}: " + ' / '.join(f'{v:+.2f}' for v in res[k])
-            + f" dB at {' / '.join(f'{s:g}' for s in res['snr_db'])} dB SNR; 95 % interval {where}")
+            + f" dB at {' / '.join(f'{s:g}' for s in res['snr_db'])} dB SNR; 95 % interval {where}"
+            + ('' if n > 1 else ' (one seed: the interval resamples test pairs only, not training randomness, so this is a '
+                                'difference between two single systems, not a finding)'))
 
 
 def report_channel(channel: str) -> dict | None:

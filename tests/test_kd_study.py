@@ -78,13 +78,15 @@ def test_committed_results_are_what_report_computes(channel, budget):
 
 
 def test_gain_sentence_says_where_the_interval_lies():
-    "A gain's line names the paired seeds and, per SNR, whether its 95 % interval is above, across or below zero."
+    "A gain's line names the paired seeds and, per SNR, whether its 95 % interval is above, across or below zero; one seed is no finding."
     res = {'snr_db': [0., 10., 20.], 'gain_psnr_kd_vs_nokd': [0.1, 0.0, -0.2],
            'gain_psnr_kd_vs_nokd_ci95': [[0.05, 0.15], [-0.02, 0.03], [-0.3, -0.1]]}
     line = ks.gain_sentence(res, {'kd_vs_nokd': [0, 1]}, 'kd_vs_nokd', 'kd − nokd')
     assert line == ('kd − nokd, 2 paired seeds: +0.10 / +0.00 / -0.20 dB at 0 / 10 / 20 dB SNR; '
                     '95 % interval above zero at 0 dB; straddling zero at 10 dB; below zero at 20 dB')
     assert ks.gain_sentence(res, {'kd_vs_scratch': [0]}, 'kd_vs_scratch', 'x') is None
+    one = ks.gain_sentence(res, {'kd_vs_nokd': [0]}, 'kd_vs_nokd', 'kd − nokd')      # one seed: says it is no finding
+    assert one.startswith('kd − nokd, 1 paired seed: ') and one.endswith('two single systems, not a finding)')
 
 
 def test_gains_pair_seeds_by_id_not_by_position():
