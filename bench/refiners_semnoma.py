@@ -90,6 +90,7 @@ def run(a) -> dict:
                                    prior_meta=pr.meta, t0s=t0s, eta=a.eta, steps=a.steps,
                                    sigmas=[sigma_at(pr.scheduler, t) for t in t0s],
                                    alpha_bars=[float(pr.scheduler.alphas_cumprod[t]) for t in t0s], snrs_db=snrs, device=str(device),
+                                   torch_threads=torch.get_num_threads(),   # the CGAN's training differs with the thread count
                                    classifier=a.classifier, wall_minutes=round((time.time() - t_start) / 60, 1)),
                        data=f"{a.data}: {len(test)} fixed test groups ({len(test) * model.n_users} images), labels from the test file")
     if sem_fn is not None:

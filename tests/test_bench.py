@@ -43,6 +43,7 @@ def test_refiners_semnoma_smoke(tmp_path):
     res = json.loads(out.read_text())
     assert res['results']['method'] == ['before', 'cgan', 'diffusion t0=10'] and res['results']['snr_db'] == [5.0] * 3
     assert all(v is not None for v in res['results']['psnr']) and res['config']['snrs_db'] == [5.0]
+    assert res['config']['torch_threads'] >= 1                          # the CGAN's training depends on it: recorded
     assert 'sem_acc' not in res['results']                             # tiles carry no labels: agreement and distances only
     assert all(v is not None for v in res['results']['sem_agree'] + res['results']['fid_cifarnet'] + res['results']['kid_cifarnet'])
 
