@@ -120,7 +120,8 @@ def cpu_words(cpu: dict | None) -> str:
 def train_time_words(doc: dict) -> str:
     "The training time of a train_prior report, in hours (time_words over its train_active_s / train_paused_s / n_pauses)."
     wall = doc.get('train_wall_s_total', doc.get('train_s', 0)) or 0
-    return time_words(wall, doc.get('train_active_s', wall), doc.get('train_paused_s', 0), doc.get('n_pauses', 0), 'h', 'wall time in training')
+    return time_words(wall, doc.get('train_active_s', wall), doc.get('train_paused_s', 0), doc.get('n_pauses', 0),
+                      'h', 'wall time in training')
 
 
 def prior_card(name: str, doc: dict, storage_check: dict, samples: bool = False) -> str:
