@@ -40,7 +40,8 @@ CONVENTIONS = {
     'eps_mse_sigma': 'eps_mse_sigma<s>: the same error at the step t_for_sigma(s) of the prior\'s own schedule (record key t): '
                      'at one noise level sigma = sqrt((1 - abar) / abar) the task is the same for any schedule',
     'fid_cifarnet/kid_cifarnet': 'FID-CN / KID-CN (unpaired, KID with SE) of n DDIM samples against n JPEG test images, in '
-                                 'the zoo classifier\'s features (08_metrics; not Inception). Floors at the same n: '
+                                 'the zoo classifier\'s features (08_metrics; not Inception); the test and training images are '
+                                 'seeded random draws (the exports are sorted by class). Floors at the same n: '
                                  'floor_test = n other test images vs the same test images (what a perfect prior scores); '
                                  'train_vs_test = n training images vs them, higher than the floor because the classifier was '
                                  'trained on the training images and its features tell them apart (bench/fid_sample_bias.py)',
@@ -108,9 +109,11 @@ def cifarnet_distances(fake: torch.Tensor,        # (n, 3, H, W) samples in [0, 
         raise ValueError(f"{n} samples need {2 * n} test and {n} training images (have {len(x_test)}, {len(x_train)}): lower --n_samples.")
     clf = zoo.load('cifarnet-cifar10')
     feats = lambda x: classifier_outputs(clf, x)[1]
-    f_ref, f_other = feats(x_test[:n]), feats(x_test[n:2 * n])
+    g = torch.Generator().manual_seed(seed)           # seeded draws: the npz exports are sorted by class, their heads are one class
+    te, tr = torch.randperm(len(x_test), generator=g)[:2 * n], torch.randperm(len(x_train), generator=g)[:n]
+    f_ref, f_other = feats(x_test[te[:n]]), feats(x_test[te[n:]])
     out = {}
-    for name, f in (('', feats(fake)), ('_floor_test', f_other), ('_train_vs_test', feats(x_train[:n]))):
+    for name, f in (('', feats(fake)), ('_floor_test', f_other), ('_train_vs_test', feats(x_train[tr]))):
         d = feature_distances(f, f_ref, seed=seed)
         out[f'fid_cifarnet{name}'] = (d['fid_cifarnet'], None)
         out[f'kid_cifarnet{name}'] = (d.get('kid_cifarnet'), d.get('kid_cifarnet_se'))
@@ -118,8 +121,10 @@ def cifarnet_distances(fake: torch.Tensor,        # (n, 3, H, W) samples in [0, 
 
 
 @torch.inference_mode()
-def sample(unet, sch, n: int, steps: int = 50, bs: int = 256, seed: int = 0) -> torch.Tensor:  # (n, 3, H, W) in [0, 1]
-    "Unconditional DDIM samples from pure noise (the prior's own images), loop written out."
+def sample(unet, sch, n: int, steps: int = 50, bs: int = 256, seed: int = 0,
+           precision: str = 'fp32') -> torch.Tensor:  # (n, 3, H, W) in [0, 1]
+    "Unconditional DDIM samples from pure noise (the prior's own images), loop written out; the UNet under `precision`'s autocast."
+    from kdd_semnoma.core import autocast
     from kdd_semnoma.diffusion import from_model
     dev = next(unet.parameters()).device; s = unet.config.sample_size
     g = torch.Generator().manual_seed(seed); outs = []
@@ -127,7 +132,8 @@ def sample(unet, sch, n: int, steps: int = 50, bs: int = 256, seed: int = 0) -> 
     for i in range(0, n, bs):
         x = torch.randn(min(bs, n - i), 3, s, s, generator=g).to(dev)
         for t in sch.timesteps:
-            x = sch.step(unet(x, t).sample, t, x, eta=0.0).prev_sample
+            with autocast(dev, precision): eps = unet(x, t).sample
+            x = sch.step(eps.float(), t, x, eta=0.0).prev_sample
         outs.append(from_model(x.float()).cpu())
     return torch.cat(outs)
 
@@ -249,7 +255,7 @@ def main(argv=None):
     from kdd_semnoma.diffusion import PRIOR_PRESETS, load_prior
     from kdd_semnoma.prior_training import train_prior
     from kdd_semnoma.core import active_time_s
-    from kdd_semnoma.core import default_device, set_seed, cli_errors
+    from kdd_semnoma.core import default_device, set_seed, cli_errors, resolve_precision
     from kdd_semnoma.results import save_results
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--data', default='tiles', choices=['tiles', 'cifar10-npz'])
@@ -259,7 +265,7 @@ def main(argv=None):
     p.add_argument('--lr', type=float, default=None)
     p.add_argument('--t_max', type=int, default=None, help="train on timesteps t < T_MAX only (default: the preset's, all)")
     p.add_argument('--precision', default='auto', choices=['auto', 'fp32', 'bf16'],
-                   help='auto: bf16 autocast on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), else fp32')
+                   help='training and sampling; auto: bf16 autocast on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), else fp32')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch\'s)')
     p.add_argument('--max_minutes', type=float, default=None, help="stop and save after this wall-clock budget")
     p.add_argument('--out_dir', default=None, help="prior folder (diffusers format); rerun to resume (needed unless --restate)")
@@ -311,8 +317,9 @@ def main(argv=None):
     heldout_sigma = heldout_eps_mse_at_sigmas(pr.unet, pr.scheduler, x_test)
     fid, dists = {}, {}
     if a.n_samples:
-        t1 = time.time(); fake = sample(pr.unet, pr.scheduler, a.n_samples, a.sample_steps, seed=a.seed)
-        fields['sample_s'] = round(time.time() - t1, 1)
+        sample_prec = resolve_precision(a.precision, dev)     # the training's arithmetic (bf16 on a native-bf16 CPU)
+        t1 = time.time(); fake = sample(pr.unet, pr.scheduler, a.n_samples, a.sample_steps, seed=a.seed, precision=sample_prec)
+        fields.update(sample_s=round(time.time() - t1, 1), sample_precision=sample_prec)
         r = int(math.sqrt(min(64, len(fake)))); H, W = fake.shape[-2:]
         grid = fake[:r * r].reshape(r, r, 3, H, W).permute(0, 3, 1, 4, 2).reshape(r * H, r * W, 3)   # (rH, rW, 3)
         from PIL import Image

@@ -105,6 +105,25 @@ def test_cifarnet_distances_floor(tmp_path):
     with pytest.raises(ValueError, match='--n_samples'): tp.cifarnet_distances(fake, x_test[:60], x_train)
 
 
+def test_cifarnet_distances_draw_across_classes():
+    "The exports are sorted by class: the reference, floor and training sets are seeded random draws, not the heads of the arrays."
+    import importlib.util, torch
+    spec = importlib.util.spec_from_file_location('train_prior', ROOT / 'bench' / 'train_prior.py')
+    tp = importlib.util.module_from_spec(spec); spec.loader.exec_module(tp)
+    g = torch.Generator().manual_seed(0)
+    def red(m):       # class A: flat reddish images, a little noise
+        return (torch.tensor([200., 30., 30.]).view(1, 3, 1, 1) + 10 * torch.randn(m, 3, 32, 32, generator=g)).clamp(0, 255).byte()
+    def stripes(m):   # class B: black-and-white vertical stripes, random phase
+        col = torch.arange(32).view(1, 1, 1, 32) + torch.randint(0, 8, (m, 1, 1, 1), generator=g)
+        return ((col // 4) % 2 * 255).expand(m, 3, 32, 32).byte().contiguous()
+    x_test, x_train = torch.cat([red(40), stripes(40)]), torch.cat([red(20), stripes(20)])   # sorted by class, as on disk
+    one_class = red(40).float() / 255                                                         # samples of class A only
+    d = tp.cifarnet_distances(one_class, x_test, x_train)
+    assert d['fid_cifarnet_floor_test'][0] < d['fid_cifarnet'][0]          # a mixed reference: other test images beat one class
+    assert d['fid_cifarnet_train_vs_test'][0] < d['fid_cifarnet'][0]
+    assert d == tp.cifarnet_distances(one_class, x_test, x_train)           # seeded: the same draws every time
+
+
 def test_time_to_quality_runs_arms_interleaved(tmp_path):
     "bench/time_to_quality.py at toy size on tiles: every arm trains, validates, and is stopped by the target or max_steps."
     out = tmp_path / 'ttq.json'
