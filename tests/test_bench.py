@@ -221,10 +221,12 @@ def test_train_prior_reports_its_training_time(tmp_path):
     "bench/train_prior.py at toy size writes a report in the results schema with wall and active training time (no pauses here)."
     out = tmp_path / 'r.json'
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'train_prior.py'), '--data', 'tiles', '--size', 'tiny', '--steps', '4',
-                        '--batch_size', '4', '--n_samples', '0', '--out_dir', str(tmp_path / 'p'), '--results', str(out)],
+                        '--batch_size', '4', '--n_samples', '4', '--sample_steps', '2', '--precision', 'bf16',
+                        '--out_dir', str(tmp_path / 'p'), '--results', str(out)],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(out.read_text())
+    assert doc['sample_precision'] == 'bf16' and (tmp_path / 'p' / 'samples.png').is_file()   # samples in the training's arithmetic
     assert doc['steps_done'] == 4 and doc['n_pauses'] == 0 and doc['train_paused_s'] == 0
     assert doc['train_active_s'] == pytest.approx(doc['train_wall_s_total'], abs=0.1) and doc['train_active_s'] > 0
     spec = importlib.util.spec_from_file_location('make_zoo', ROOT / 'bench' / 'make_zoo.py')

@@ -231,6 +231,18 @@ def test_zoo_manifest_and_prior():
     assert losses['trained'] < 0.5 * losses['untrained'], losses
 
 
+def test_zoo_campaign_prior_by_name():
+    "The campaign's prior (issue 23) loads by name, fp32, on its cosine schedule, with the preset's network, a card with its sample scores."
+    from dataclasses import asdict
+    from kdd_semnoma.diffusion import prior_dir
+    pr = load_prior(prior_dir('zoo:prior-cifar10-cpu'), device='cpu')
+    assert pr.scheduler.config.beta_schedule == 'squaredcos_cap_v2' and next(pr.unet.parameters()).dtype == torch.float32
+    want = {k: v for k, v in json.loads(json.dumps(asdict(PRIOR_PRESETS['cifar-cpu']))).items() if k != 'steps'}
+    assert {k: v for k, v in pr.meta['config'].items() if k != 'steps'} == want and pr.meta['step'] == pr.meta['config']['steps']
+    card = (ZOO / 'prior-cifar10-cpu' / 'README.md').read_text()
+    assert 'FID-CN' in card and 'KID-CN' in card and '![samples](samples.png)' in card
+
+
 def test_load_prior_keeps_the_saved_schedule(tmp_path):
     "A cosine prior loads as cosine (the old filter on __init__.__code__.co_varnames dropped every key: it ran as linear)."
     from kdd_semnoma.diffusion import PriorConfig, make_unet, make_scheduler, save_prior, load_prior

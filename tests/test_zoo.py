@@ -36,8 +36,12 @@ def test_modified_file_fails_with_its_name(tmp_path):
     with pytest.raises(ValueError, match="unknown zoo entry"): zoo.load(SHIPPED[1], root=root)
 
 
-def test_total_zoo_size_under_50mb():
-    assert sum(p.stat().st_size for p in (ROOT / "zoo").rglob("*") if p.is_file()) < 50e6
+def test_zoo_sizes_under_50mb():
+    "The systems together stay under 50 MB (issue 11); each diffusion prior, an entry of its own, too (issue 23)."
+    size = lambda d: sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+    priors = [d for d in (ROOT / "zoo").iterdir() if d.is_dir() and d.name.startswith("prior-")]
+    assert priors and all(size(d) < 50e6 for d in priors), {d.name: size(d) for d in priors}
+    assert sum(p.stat().st_size for p in (ROOT / "zoo").rglob("*") if p.is_file()) - sum(size(d) for d in priors) < 50e6
 
 
 def _run(args, tmp_path, timeout=300):
