@@ -96,6 +96,13 @@ def heldout_eps_mse_at_sigmas(unet, sch, x_test: torch.Tensor, sigmas=HELDOUT_SI
     return {f'eps_mse_sigma{s:g}': (t, vals[f'eps_mse_t{t}']) for s, t in ts.items()}
 
 
+def reference_draws(n_test: int, n_train: int, n: int, seed: int = 0) -> tuple:  # (ref (n,), other (n,), train (n,)) indices
+    "Seeded random images to score n samples against (the npz exports are sorted by class: their heads are one class)."
+    g = torch.Generator().manual_seed(seed)
+    te, tr = torch.randperm(n_test, generator=g)[:2 * n], torch.randperm(n_train, generator=g)[:n]
+    return te[:n], te[n:], tr
+
+
 def cifarnet_distances(fake: torch.Tensor,        # (n, 3, H, W) samples in [0, 1]
                        x_test: torch.Tensor,      # (M, 3, H, W) uint8 test images, M >= 2n
                        x_train: torch.Tensor,     # (N, 3, H, W) uint8 training images, N >= n
@@ -109,9 +116,8 @@ def cifarnet_distances(fake: torch.Tensor,        # (n, 3, H, W) samples in [0, 
         raise ValueError(f"{n} samples need {2 * n} test and {n} training images (have {len(x_test)}, {len(x_train)}): lower --n_samples.")
     clf = zoo.load('cifarnet-cifar10')
     feats = lambda x: classifier_outputs(clf, x)[1]
-    g = torch.Generator().manual_seed(seed)           # seeded draws: the npz exports are sorted by class, their heads are one class
-    te, tr = torch.randperm(len(x_test), generator=g)[:2 * n], torch.randperm(len(x_train), generator=g)[:n]
-    f_ref, f_other = feats(x_test[te[:n]]), feats(x_test[te[n:]])
+    ref, other, tr = reference_draws(len(x_test), len(x_train), n, seed)
+    f_ref, f_other = feats(x_test[ref]), feats(x_test[other])
     out = {}
     for name, f in (('', feats(fake)), ('_floor_test', f_other), ('_train_vs_test', feats(x_train[tr]))):
         d = feature_distances(f, f_ref, seed=seed)
@@ -324,7 +330,8 @@ def main(argv=None):
         grid = fake[:r * r].reshape(r, r, 3, H, W).permute(0, 3, 1, 4, 2).reshape(r * H, r * W, 3)   # (rH, rW, 3)
         from PIL import Image
         Image.fromarray((grid * 255).round().byte().numpy()).save(Path(a.out_dir) / 'samples.png')
-        fid = try_fid(fake, x_test[:a.n_samples].float() / 255)
+        ref = reference_draws(len(x_test), len(x_train), a.n_samples, a.seed)[0]
+        fid = try_fid(fake, x_test[ref].float() / 255)            # the test images the FID-CN reference uses
         fid['n'] = len(fake) if fid['fid'] is not None else 0
         if a.data == 'cifar10-npz': dists = cifarnet_distances(fake, x_test, x_train, seed=a.seed)
     doc = prior_results(name=Path(a.out_dir).name, description=f"UNet2DModel DDPM prior, preset {a.size}, EMA weights",

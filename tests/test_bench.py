@@ -122,6 +122,8 @@ def test_cifarnet_distances_draw_across_classes():
     assert d['fid_cifarnet_floor_test'][0] < d['fid_cifarnet'][0]          # a mixed reference: other test images beat one class
     assert d['fid_cifarnet_train_vs_test'][0] < d['fid_cifarnet'][0]
     assert d == tp.cifarnet_distances(one_class, x_test, x_train)           # seeded: the same draws every time
+    ref, other, tr = tp.reference_draws(80, 40, 40)                         # what the Inception FID's reference uses too
+    assert len(set(ref.tolist()) | set(other.tolist())) == 80 and 0 < int((ref < 40).sum()) < 40 and len(set(tr.tolist())) == 40
 
 
 def test_time_to_quality_runs_arms_interleaved(tmp_path):
