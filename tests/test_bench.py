@@ -5,6 +5,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def bench_module(name: str):
+    "bench/<name>.py imported as a module (the bench scripts are not a package)."
+    spec = importlib.util.spec_from_file_location(name, ROOT / 'bench' / f'{name}.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.mark.slow
 def test_train_speed_quick_runs(tmp_path):
     out = tmp_path / 'rows.json'
@@ -92,9 +100,8 @@ def test_train_prior_heldout_only_compares_schedules(tmp_path):
 
 def test_cifarnet_distances_floor(tmp_path):
     "Samples drawn from the test split itself score near the test floor; KID carries its SE; too few images is one clear error."
-    import importlib.util, torch
-    spec = importlib.util.spec_from_file_location('train_prior', ROOT / 'bench' / 'train_prior.py')
-    tp = importlib.util.module_from_spec(spec); spec.loader.exec_module(tp)
+    import torch
+    tp = bench_module('train_prior')
     g = torch.Generator().manual_seed(0)
     x_test = torch.randint(0, 256, (80, 3, 32, 32), dtype=torch.uint8, generator=g)
     x_train = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=g)
@@ -107,9 +114,8 @@ def test_cifarnet_distances_floor(tmp_path):
 
 def test_cifarnet_distances_draw_across_classes():
     "The exports are sorted by class: the reference, floor and training sets are seeded random draws, not the heads of the arrays."
-    import importlib.util, torch
-    spec = importlib.util.spec_from_file_location('train_prior', ROOT / 'bench' / 'train_prior.py')
-    tp = importlib.util.module_from_spec(spec); spec.loader.exec_module(tp)
+    import torch
+    tp = bench_module('train_prior')
     g = torch.Generator().manual_seed(0)
     def red(m):       # class A: flat reddish images, a little noise
         return (torch.tensor([200., 30., 30.]).view(1, 3, 1, 1) + 10 * torch.randn(m, 3, 32, 32, generator=g)).clamp(0, 255).byte()
@@ -207,9 +213,7 @@ def test_prior_arms_report_compares_refinement(tmp_path):
 
 def test_deepjscc_gap_both_conventions(real_data, tmp_path):
     "bench/deepjscc_gap.py on 8 pairs: both PSNR conventions, gaps = PSNR - published, per-image PSNR >= PSNR of the mean MSE."
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('deepjscc_gap', ROOT / 'bench' / 'deepjscc_gap.py')
-    dg = importlib.util.module_from_spec(spec); spec.loader.exec_module(dg)
+    dg = bench_module('deepjscc_gap')
     doc = dg.main(['--max_groups', '8', '--out', str(tmp_path / 'gap.json')])
     r = json.loads((tmp_path / 'gap.json').read_text())['results']
     assert r == json.loads(json.dumps(doc['results'])) and '--max_groups 8' in doc['command'] and doc['data'].startswith('CIFAR-10, 8 ')
@@ -231,8 +235,7 @@ def test_train_prior_reports_its_training_time(tmp_path):
     assert doc['sample_precision'] == 'bf16' and (tmp_path / 'p' / 'samples.png').is_file()   # samples in the training's arithmetic
     assert doc['steps_done'] == 4 and doc['n_pauses'] == 0 and doc['train_paused_s'] == 0
     assert doc['train_active_s'] == pytest.approx(doc['train_wall_s_total'], abs=0.1) and doc['train_active_s'] > 0
-    spec = importlib.util.spec_from_file_location('make_zoo', ROOT / 'bench' / 'make_zoo.py')
-    mz = importlib.util.module_from_spec(spec); spec.loader.exec_module(mz)
+    mz = bench_module('make_zoo')
     assert mz.train_time_words(doc).startswith('wall time: ')
     assert mz.train_time_words(dict(train_wall_s_total=10800., train_active_s=7200., train_paused_s=3600., n_pauses=1)) == (
         'training time: 2.0 h (3.0 h of wall time in training, less 1.0 h in 1 pause(s) while the process was stopped)')
