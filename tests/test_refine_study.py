@@ -130,3 +130,31 @@ def test_compiled_runs_are_recorded(real_data, tmp_path, monkeypatch):
     assert used and meta['reference']['compiled'] is True and meta['decoded']['compiled'] is False
     rep = rs.main(['report', '--out_dir', str(tmp_path)])
     assert '--quick --compile --channels awgn --arms decoded reference' in rep['command']
+
+
+def _close(a, b, path='') -> None:
+    "Nested JSON values equal, floats to 1e-9 (relative)."
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), path
+        for k in a: _close(a[k], b[k], f'{path}/{k}')
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)): _close(x, y, f'{path}/{i}')
+    elif isinstance(a, float) and isinstance(b, (int, float)): assert b == pytest.approx(a, rel=1e-9, abs=1e-12), path
+    else: assert a == b, path
+
+
+STUDIES = sorted(p.stem.removeprefix('refine_study_') for p in (ROOT / 'results').glob('refine_study_*.json'))
+
+
+@pytest.mark.parametrize('tag', STUDIES)
+def test_committed_study_is_what_its_runs_report(tag, tmp_path):
+    """Each committed results/refine_study_<prior>.json is what `report` makes of the committed runs beside it: the claim
+    flags, the sentences and the values the notebooks and the README quote (at_claim), so no number there is stale."""
+    saved = json.loads((ROOT / 'results' / f'refine_study_{tag}.json').read_text())
+    out = tmp_path / f'refine_study_{tag}.json'
+    rs.report(ROOT / 'results' / 'refine_study' / tag, out, saved['config']['prior'], 'test')
+    again = json.loads(out.read_text())
+    assert again['summary'] == saved['summary']
+    for key in ('claim', 'at_claim', 'results'): _close(saved[key], again[key], key)
+    assert again['config']['seeds'] == saved['config']['seeds'] and again['config']['runs'] == saved['config']['runs']
