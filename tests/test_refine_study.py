@@ -7,7 +7,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location('refine_study', ROOT / 'bench' / 'refine_study.py')
 rs = importlib.util.module_from_spec(spec); spec.loader.exec_module(rs)
-SCHEMA = ('name', 'description', 'config', 'seed', 'data', 'conventions', 'results', 'records', 'command', 'claim', 'summary', 'at_claim')
+SCHEMA = ('name', 'description', 'config', 'seed', 'data', 'conventions', 'results', 'records', 'command', 'claim', 'summary', 'at_claim',
+          'strongest')
 
 
 def test_quick_run_writes_skips_and_reports(real_data, tmp_path):
@@ -44,6 +45,10 @@ def test_quick_run_writes_skips_and_reports(real_data, tmp_path):
     assert abs(c['cgan_thresholds']['psnr_cost_db'] - c['vs_cgan']['cgan_psnr_cost_db']) < 1e-4
     assert 'vs_cgan' in c and c['sentence'].startswith('0 dB') and saved['summary'][0].startswith('awgn, 0 dB')
     assert doc['summary'] == saved['summary']
+    pts = [(x['kid_reduction'], x['psnr_cost_db']) for v in saved['claim']['awgn'].values() for x in v['arms'].values()]
+    top, cheap = saved['strongest']['any_cost'], saved['strongest']['within_cost']          # quoted from the report
+    assert top['kid_reduction'] == max(k for k, _ in pts) and top['arm'] in rs.DIFFACE and top['channel'] == 'awgn'
+    assert cheap is None or (cheap['psnr_cost_db'] <= rs.CLAIM_PSNR_COST and cheap['kid_reduction'] == max(k for k, c in pts if c <= 0.5))
     rep = rs.main(['report', '--out_dir', str(tmp_path)])          # report restates the runs it found: awgn only, every arm
     assert f'run --prior zoo:prior-cifar10-tiny --out_dir {tmp_path} --quick --snrs 0,5 --channels awgn; ' in rep['command']
     assert '--arms' not in rep['command'] and rep['command'].endswith(f'report --out_dir {tmp_path}')
@@ -156,5 +161,5 @@ def test_committed_study_is_what_its_runs_report(tag, tmp_path):
     rs.report(ROOT / 'results' / 'refine_study' / tag, out, saved['config']['prior'], 'test')
     again = json.loads(out.read_text())
     assert again['summary'] == saved['summary']
-    for key in ('claim', 'at_claim', 'results'): _close(saved[key], again[key], key)
+    for key in ('claim', 'at_claim', 'strongest', 'results'): _close(saved[key], again[key], key)
     assert again['config']['seeds'] == saved['config']['seeds'] and again['config']['runs'] == saved['config']['runs']
